@@ -1,0 +1,34 @@
+# gnn-service: every target sets up what it needs (virtualenv .venv, pinned install).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: setup run test lint format typecheck clean
+
+$(STAMP): pyproject.toml constraints.txt
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "gnn-service needs Python 3.11 or newer (set PYTHON=...)")'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet --constraint constraints.txt --editable '.[dev]'
+	@touch $(STAMP)
+
+setup: $(STAMP)  ## Create .venv and install the pinned dependencies
+
+run: setup  ## Run the service on the embedded default (no servers needed)
+	$(BIN)/gnn-service run
+
+test: setup  ## The full test suite (Redis/PostgreSQL tests skip without servers unless CI=true)
+	$(BIN)/pytest
+
+lint: setup  ## ruff lint and format check, mypy --strict
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: setup
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+clean:
+	rm -rf $(VENV) .gnn-data .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Training, evaluation and benchmarks (data set adapters arrive with the model work)."""

@@ -1,0 +1,1 @@
+"""The gnn-service worker: Celery app, batching, model runner, storage, observability."""

@@ -1,0 +1,213 @@
+"""The Celery app factory: configured from Settings, nothing done at import time.
+
+``create_app(settings)`` returns a ``ServiceApp`` whose configuration encodes the delivery
+guarantees of the service (see docs/architecture.md, "Delivery"):
+
+- JSON only, for tasks and results; pickle is refused.
+- ``task_acks_late`` with ``task_reject_on_worker_lost``: a message is acknowledged after its
+  work is done, and requeued if the process running it dies. With idempotent writes this
+  gives each snapshot exactly one stored diagnosis.
+- A bounded prefetch, so that backlog stays visible in the queue for autoscalers.
+- A visibility timeout longer than any batch can run (enforced by Settings), so that a
+  vanished worker's messages are redelivered, and running ones are not.
+
+Per-process resources are opened by ``worker_process_init`` (prefork children and the solo
+pool alike) and closed by ``worker_process_shutdown`` or, for the solo pool, by
+``worker_shutdown``. The health endpoint lives in the node's main process.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery, signals
+from loguru import logger
+from prometheus_client import CollectorRegistry
+
+from worker.embedded import EmbeddedRedis
+from worker.health import CheckResult, HealthChecks, HealthServer
+from worker.logging import bind_context, configure_logging, unbind_context
+from worker.resources import ProcessResources
+from worker.settings import Settings, mask_url
+
+TASK_PING = "gnn.ping"
+#: Message header carrying the producer's correlation id to the worker.
+CORRELATION_HEADER = "gnn_correlation_id"
+
+
+class ServiceApp(Celery):  # type: ignore[misc]  # Celery is untyped
+    """A Celery app that carries the service's settings and per-node state.
+
+    Args:
+        settings: The service settings.
+        broker_url: Resolved broker URL.
+        backend_url: Resolved result backend URL.
+    """
+
+    def __init__(self, settings: Settings, *, broker_url: str, backend_url: str) -> None:
+        super().__init__(
+            "gnn_service", broker=broker_url, backend=backend_url, set_as_current=False
+        )
+        self.settings = settings
+        self.process_resources: ProcessResources | None = None
+        self.health_checks = HealthChecks()
+        self.metrics_registry = CollectorRegistry()
+        self.health_server: HealthServer | None = None
+        self.consumer_ready = False
+        # Signal receivers are held here, weakly connected: they live as long as the app.
+        self._receivers: list[Any] = []
+
+    def __repr__(self) -> str:
+        return f"ServiceApp(broker={mask_url(str(self.conf.broker_url))!r})"
+
+    def open_process_resources(self) -> ProcessResources:
+        """Create this process's resources (idempotent within one process)."""
+        if self.process_resources is None:
+            resources = ProcessResources(self.settings)
+            resources.open()
+            self.process_resources = resources
+        return self.process_resources
+
+    def close_process_resources(self) -> None:
+        """Close this process's resources if it opened any."""
+        resources, self.process_resources = self.process_resources, None
+        if resources is not None:
+            resources.close()
+
+
+def resolve_urls(settings: Settings) -> tuple[str, str]:
+    """Broker and result backend URLs; starts the embedded redis-server if one is needed."""
+    broker, backend = settings.broker.url, settings.result_backend.url
+    if broker is None or backend is None:
+        embedded = EmbeddedRedis(settings.data_dir)
+        embedded.ensure_running()
+        broker = broker or embedded.broker_url
+        backend = backend or embedded.backend_url
+    return broker, backend
+
+
+def create_app(settings: Settings) -> ServiceApp:
+    """Build the Celery app for ``settings``."""
+    broker_url, backend_url = resolve_urls(settings)
+    app = ServiceApp(settings, broker_url=broker_url, backend_url=backend_url)
+    worker = settings.worker
+    app.conf.update(
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        result_accept_content=["json"],
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        task_acks_on_failure_or_timeout=True,
+        worker_prefetch_multiplier=worker.prefetch_multiplier,
+        broker_transport_options={"visibility_timeout": settings.broker.visibility_timeout_s},
+        result_backend_transport_options={
+            "visibility_timeout": settings.broker.visibility_timeout_s
+        },
+        broker_connection_retry_on_startup=True,
+        broker_connection_timeout=settings.broker.connect_timeout_s,
+        result_expires=settings.result_backend.expires_s,
+        result_extended=True,
+        task_default_queue=worker.control_queue,
+        task_routes={TASK_PING: {"queue": worker.control_queue}},
+        task_time_limit=worker.batch_hard_time_limit_s,
+        task_soft_time_limit=worker.batch_soft_time_limit_s,
+        worker_proc_alive_timeout=worker.process_init_timeout_s,
+        worker_hijack_root_logger=False,
+        worker_redirect_stdouts=False,
+        worker_send_task_events=worker.send_task_events,
+        task_send_sent_event=worker.send_task_events,
+        enable_utc=True,
+        timezone="UTC",
+    )
+    _register_tasks(app)
+    _connect_signals(app)
+    return app
+
+
+def _register_tasks(app: ServiceApp) -> None:
+    @app.task(name=TASK_PING, bind=True)  # type: ignore[untyped-decorator]
+    def ping(self: Any) -> dict[str, Any]:
+        """Prove the wiring: broker, worker, per-process resources, result backend."""
+        resources = app.process_resources
+        logger.info("ping")
+        return {
+            "pong": True,
+            "hostname": self.request.hostname,
+            "pid": resources.pid if resources else None,
+            "resources": resources.state.value if resources else "none",
+        }
+
+
+def _connect_signals(app: ServiceApp) -> None:
+    settings = app.settings
+    tokens: dict[str, Any] = {}
+
+    def on_setup_logging(**_: Any) -> None:
+        # Connecting this receiver stops Celery from configuring logging itself.
+        configure_logging(level=settings.log_level, fmt=settings.log_format)
+
+    def on_worker_init(sender: Any = None, **_: Any) -> None:
+        if getattr(sender, "app", None) is not app:
+            return
+        server = HealthServer(
+            host=settings.worker.health_host,
+            port=settings.worker.health_port,
+            checks=app.health_checks,
+            registry=app.metrics_registry,
+        )
+        app.health_checks.register(
+            "consumer",
+            lambda: CheckResult(app.consumer_ready, "" if app.consumer_ready else "starting"),
+        )
+        server.start()
+        app.health_server = server
+
+    def on_worker_ready(sender: Any = None, **_: Any) -> None:
+        if getattr(sender, "app", None) is app:
+            app.consumer_ready = True
+            logger.info("worker ready", queues=[q.name for q in sender.task_consumer.queues])
+
+    def on_process_init(**_: Any) -> None:
+        app.open_process_resources()
+
+    def on_process_shutdown(**_: Any) -> None:
+        app.close_process_resources()
+
+    def on_worker_shutdown(sender: Any = None, **_: Any) -> None:
+        if getattr(sender, "app", None) is not app:
+            return
+        app.consumer_ready = False
+        app.close_process_resources()  # the solo pool's resources live in this process
+        if app.health_server is not None:
+            app.health_server.close()
+            app.health_server = None
+
+    def on_task_prerun(sender: Any = None, task_id: str | None = None, **_: Any) -> None:
+        if getattr(sender, "app", None) is not app:
+            return
+        request = sender.request
+        tokens[task_id or ""] = bind_context(
+            task_id=task_id,
+            task=sender.name,
+            correlation_id=getattr(request, CORRELATION_HEADER, None),
+        )
+
+    def on_task_postrun(task_id: str | None = None, **_: Any) -> None:
+        token = tokens.pop(task_id or "", None)
+        if token is not None:
+            unbind_context(token)
+
+    receivers = [
+        (signals.setup_logging, on_setup_logging),
+        (signals.worker_init, on_worker_init),
+        (signals.worker_ready, on_worker_ready),
+        (signals.worker_process_init, on_process_init),
+        (signals.worker_process_shutdown, on_process_shutdown),
+        (signals.worker_shutdown, on_worker_shutdown),
+        (signals.task_prerun, on_task_prerun),
+        (signals.task_postrun, on_task_postrun),
+    ]
+    for signal, receiver in receivers:
+        signal.connect(receiver, weak=True)
+        app._receivers.append(receiver)

@@ -1,0 +1,220 @@
+"""The ``gnn-service`` command line: thin commands over the service's core functions.
+
+Settings are read once, in the root callback; an invalid value ends any command with exit
+status 2 and one line naming the environment variable. This module is the one edge that
+composes every package (worker, producer, training); nothing imports it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from importlib.metadata import version as package_version
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from pydantic import ValidationError
+from pydantic_settings import SettingsError
+
+from worker.settings import Settings, describe_error
+
+app = typer.Typer(
+    name="gnn-service",
+    help="Graph neural network diagnostics for industrial machines, as a Celery worker pool.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+config_app = typer.Typer(help="Inspect the effective settings.", no_args_is_help=True)
+db_app = typer.Typer(help="Database migrations.", no_args_is_help=True)
+embedded_app = typer.Typer(
+    help="The embedded redis-server used when no broker URL is set.", no_args_is_help=True
+)
+app.add_typer(config_app, name="config")
+app.add_typer(db_app, name="db")
+app.add_typer(embedded_app, name="embedded")
+
+_CELERY_LEVELS = {"TRACE": "DEBUG", "SUCCESS": "INFO"}
+
+
+def load_settings() -> Settings:
+    """Read the settings, or exit 2 with one line naming the invalid variable."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        typer.echo(describe_error(exc), err=True)
+        raise typer.Exit(2) from None
+    except SettingsError as exc:
+        typer.echo(f"invalid setting: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
+@app.callback()
+def _root(ctx: typer.Context) -> None:
+    ctx.obj = load_settings()
+
+
+def _settings(ctx: typer.Context) -> Settings:
+    settings = ctx.find_root().obj
+    assert isinstance(settings, Settings)
+    return settings
+
+
+@app.command()
+def version() -> None:
+    """Print the versions of gnn-service and its main libraries."""
+    for name in ("gnn-service", "celery", "kombu", "torch", "torch-geometric", "sqlalchemy"):
+        typer.echo(f"{name} {package_version(name)}")
+
+
+@config_app.command("show")
+def config_show(ctx: typer.Context) -> None:
+    """Print the effective settings as JSON, secrets masked."""
+    typer.echo(json.dumps(_settings(ctx).masked(), indent=2))
+
+
+@config_app.command("docs")
+def config_docs(
+    out: Annotated[Path, typer.Option(help="File to write.")] = Path("docs/configuration.md"),
+) -> None:
+    """Regenerate the settings reference (docs/configuration.md) from the code."""
+    from worker.settings import configuration_doc
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(configuration_doc())
+    typer.echo(f"wrote {out}")
+
+
+@db_app.command("upgrade")
+def db_upgrade(
+    ctx: typer.Context,
+    revision: Annotated[str, typer.Option(help="Target revision.")] = "head",
+) -> None:
+    """Apply database migrations up to REVISION."""
+    from worker.db.migrate import current_revision, upgrade
+    from worker.settings import mask_url
+
+    settings = _settings(ctx)
+    upgrade(settings.database_url, revision)
+    now = current_revision(settings.database_url)
+    typer.echo(f"database {mask_url(settings.database_url)} at revision {now}")
+
+
+@embedded_app.command("status")
+def embedded_status(ctx: typer.Context) -> None:
+    """Say whether the embedded redis-server of the data directory runs."""
+    from worker.embedded import EmbeddedRedis
+
+    server = EmbeddedRedis(_settings(ctx).data_dir)
+    state = "running" if server.is_running() else "stopped"
+    typer.echo(f"embedded redis-server {state} on {server.socket}")
+
+
+@embedded_app.command("stop")
+def embedded_stop(ctx: typer.Context) -> None:
+    """Stop the embedded redis-server (its queue is kept on disk for the next start)."""
+    from worker.embedded import EmbeddedRedis
+
+    stopped = EmbeddedRedis(_settings(ctx).data_dir).stop()
+    typer.echo("stopped" if stopped else "was not running")
+
+
+@app.command()
+def worker(
+    ctx: typer.Context,
+    hostname: Annotated[str, typer.Option(help="Celery node name.")] = "gnn@%h",
+) -> None:
+    """Run a worker node with the settings (pool, queues, health port: GNN_WORKER__*)."""
+    from worker.app import create_app
+    from worker.db.migrate import upgrade
+    from worker.logging import configure_logging
+
+    settings = _settings(ctx)
+    configure_logging(level=settings.log_level, fmt=settings.log_format)
+    if settings.database.migrate_on_start:
+        upgrade(settings.database_url)
+    celery_app = create_app(settings)
+    worker_settings = settings.worker
+    argv = [
+        "worker",
+        f"--pool={worker_settings.pool}",
+        f"--concurrency={worker_settings.concurrency}",
+        f"--queues={worker_settings.queue},{worker_settings.control_queue}",
+        f"--hostname={hostname}",
+        f"--loglevel={_CELERY_LEVELS.get(settings.log_level, settings.log_level)}",
+        "--without-mingle",
+        "--without-gossip",
+    ]
+    if worker_settings.send_task_events:
+        argv.append("--task-events")
+    celery_app.worker_main(argv)
+
+
+@app.command()
+def ping(
+    ctx: typer.Context,
+    count: Annotated[int, typer.Option(min=1, help="Pings to send.")] = 1,
+    timeout: Annotated[float, typer.Option(min=0.1, help="Seconds to wait for each.")] = 10.0,
+) -> None:
+    """Send ping tasks through the broker and wait for the workers' answers."""
+    from worker.app import CORRELATION_HEADER, TASK_PING, create_app
+
+    celery_app = create_app(_settings(ctx))
+    failures = 0
+    for _ in range(count):
+        started = time.perf_counter()
+        correlation_id = uuid.uuid4().hex
+        result = celery_app.send_task(TASK_PING, headers={CORRELATION_HEADER: correlation_id})
+        try:
+            answer = result.get(timeout=timeout)
+        except TimeoutError:
+            failures += 1
+            typer.echo(f"no answer within {timeout} s (task {result.id})", err=True)
+            continue
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        typer.echo(
+            f"pong from {answer['hostname']} pid {answer['pid']} in {elapsed_ms:.1f} ms "
+            f"(correlation {correlation_id})"
+        )
+    if failures:
+        raise typer.Exit(1)
+
+
+@app.command()
+def run(
+    ctx: typer.Context,
+    pings: Annotated[int, typer.Option(min=1, help="Round trips to show.")] = 5,
+) -> None:
+    """Start a worker on the current settings, show it answering, then stop it."""
+    from worker.app import CORRELATION_HEADER, TASK_PING, create_app
+    from worker.db.migrate import upgrade
+    from worker.launcher import WorkerProcess
+
+    settings = _settings(ctx)
+    upgrade(settings.database_url)
+    celery_app = create_app(settings)
+    log_path = settings.data_dir / "logs" / "worker-run.log"
+    process = WorkerProcess(env={}, hostname="gnn-run@%h", log_path=log_path)
+    typer.echo(f"starting a worker (log: {log_path})")
+    process.start()
+    try:
+        process.wait_ready(timeout_s=settings.worker.process_init_timeout_s + 30)
+        typer.echo(f"worker ready; health endpoint {process.base_url}/readyz")
+        for number in range(1, pings + 1):
+            started = time.perf_counter()
+            result = celery_app.send_task(TASK_PING, headers={CORRELATION_HEADER: f"run-{number}"})
+            answer = result.get(timeout=30)
+            typer.echo(
+                f"ping {number}: pong from {answer['hostname']} in "
+                f"{(time.perf_counter() - started) * 1000:.1f} ms"
+            )
+    finally:
+        code = process.stop()
+        typer.echo(f"worker stopped (exit {code})")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

@@ -1,0 +1,1 @@
+"""Storage: table definitions, URLs, migrations (repositories arrive with the storage work)."""

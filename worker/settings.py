@@ -1,0 +1,384 @@
+"""Service settings: one pydantic-settings class, read once at the edge and passed in.
+
+Every limit of the service is a field here with a documented default. Values come from,
+highest precedence first: keyword arguments, environment variables (prefix ``GNN_``,
+``__`` between nested names, e.g. ``GNN_BATCHING__MAX_WAIT_MS``), a ``.env`` file,
+secret files, then the defaults below. Nothing is read until ``Settings()`` is called.
+
+With no settings at all the service runs on the embedded default: everything lives under
+``data_dir`` (SQLite database, an embedded redis-server on a unix socket for the broker and
+the result backend). Setting ``GNN_BROKER__URL``, ``GNN_RESULT_BACKEND__URL`` and
+``GNN_DATABASE__URL`` switches to Redis and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "GNN_"
+ENV_NESTED_DELIMITER = "__"
+_MASK = "***"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class BrokerSettings(_Section):
+    """Where snapshots are queued."""
+
+    url: str | None = Field(
+        default=None,
+        description="Broker URL, e.g. redis://host:6379/0. None: the embedded redis-server.",
+    )
+    visibility_timeout_s: int = Field(
+        default=300,
+        ge=10,
+        le=86_400,
+        description="Seconds before a delivered but unacknowledged message is redelivered "
+        "after its worker vanished. Must exceed the batch hard time limit.",
+    )
+    connect_timeout_s: float = Field(
+        default=5.0, gt=0, le=120, description="Seconds to wait for a broker connection."
+    )
+    publish_retries: int = Field(
+        default=5, ge=0, le=100, description="Producer retries on broker connection errors."
+    )
+
+
+class ResultBackendSettings(_Section):
+    """Where pollers read each snapshot's outcome."""
+
+    url: str | None = Field(
+        default=None, description="Result backend URL. None: the same server as the broker."
+    )
+    expires_s: int = Field(
+        default=86_400, ge=60, le=30 * 86_400, description="Seconds a result is kept."
+    )
+
+
+class DatabaseSettings(_Section):
+    """Where diagnoses are stored."""
+
+    url: str | None = Field(
+        default=None,
+        description="SQLAlchemy async URL (postgresql+asyncpg://... or sqlite+aiosqlite:///...)."
+        " None: a SQLite file in the data directory.",
+    )
+    pool_size: int = Field(
+        default=5, ge=1, le=100, description="Connections kept open per process."
+    )
+    max_overflow: int = Field(
+        default=5, ge=0, le=100, description="Extra connections allowed beyond pool_size."
+    )
+    pool_timeout_s: float = Field(
+        default=10.0, gt=0, le=300, description="Seconds to wait for a free connection."
+    )
+    migrate_on_start: bool = Field(
+        default=True, description="Apply migrations when a worker starts."
+    )
+
+
+class WorkerSettings(_Section):
+    """How a worker node consumes."""
+
+    queue: str = Field(
+        default="gnn.snapshots",
+        pattern=r"^[A-Za-z0-9._:-]{1,64}$",
+        description="Queue the snapshots are published to and consumed from.",
+    )
+    control_queue: str = Field(
+        default="gnn.control",
+        pattern=r"^[A-Za-z0-9._:-]{1,64}$",
+        description="Queue for small service tasks (ping).",
+    )
+    pool: Literal["solo", "prefork", "threads"] = Field(
+        default="solo",
+        description="solo: the batch loop and the model share the node's one process; "
+        "scale by running more worker processes.",
+    )
+    concurrency: int = Field(
+        default=1, ge=1, le=64, description="Processes or threads of a prefork/threads pool."
+    )
+    prefetch_multiplier: int = Field(
+        default=4,
+        ge=1,
+        le=1024,
+        description="Unacknowledged messages a process may hold, per unit of concurrency.",
+    )
+    health_host: str = Field(
+        default="127.0.0.1", description="Interface of the health endpoint (0.0.0.0 in pods)."
+    )
+    health_port: int = Field(
+        default=9464,
+        ge=0,
+        le=65_535,
+        description="Port of /healthz, /readyz and /metrics (0 picks a free port).",
+    )
+    process_init_timeout_s: float = Field(
+        default=60.0,
+        ge=4,
+        le=600,
+        description="Seconds a worker process may take to open its resources (model warm-up).",
+    )
+    batch_soft_time_limit_s: float = Field(
+        default=20.0, gt=0, le=3_600, description="Seconds before a batch is asked to stop."
+    )
+    batch_hard_time_limit_s: float = Field(
+        default=30.0, gt=0, le=3_600, description="Seconds before a batch is killed."
+    )
+    send_task_events: bool = Field(default=True, description="Task events for Flower.")
+
+    @model_validator(mode="after")
+    def _limits_ordered(self) -> WorkerSettings:
+        if self.batch_soft_time_limit_s >= self.batch_hard_time_limit_s:
+            raise ValueError(
+                f"batch_soft_time_limit_s ({self.batch_soft_time_limit_s}) must be below "
+                f"batch_hard_time_limit_s ({self.batch_hard_time_limit_s})"
+            )
+        return self
+
+
+class BatchingSettings(_Section):
+    """When a micro-batch closes."""
+
+    max_wait_ms: int = Field(
+        default=50, ge=1, le=10_000, description="Oldest message's longest wait in a batch."
+    )
+    max_batch_snapshots: int = Field(
+        default=64, ge=1, le=4_096, description="Snapshots in one batch."
+    )
+    max_batch_nodes: int = Field(
+        default=8_192, ge=1, le=1_000_000, description="Sensor nodes in one batch, all graphs."
+    )
+
+
+class ModelSettings(_Section):
+    """Which model runs where."""
+
+    device: str = Field(
+        default="auto",
+        pattern=r"^(auto|cpu|cuda(:\d+)?)$",
+        description="auto, cpu, cuda or cuda:N.",
+    )
+    cuda_memory_fraction: float = Field(
+        default=0.9, gt=0, le=1, description="Share of the GPU memory one process may take."
+    )
+    torch_threads: int = Field(
+        default=1, ge=1, le=256, description="Intra-op CPU threads per process (add processes)."
+    )
+    warmup_batches: int = Field(
+        default=3, ge=0, le=100, description="Representative batches run before consuming."
+    )
+
+
+class ObservabilitySettings(_Section):
+    """Traces and metrics."""
+
+    tracing_exporter: Literal["none", "console", "otlp"] = Field(
+        default="none", description="Where spans go."
+    )
+    otlp_endpoint: str | None = Field(default=None, description="OTLP collector endpoint.")
+    service_name: str = Field(default="gnn-service", description="service.name of spans.")
+
+
+class SecuritySettings(_Section):
+    """Limits on what producers may send, and operator access."""
+
+    max_snapshot_bytes: int = Field(
+        default=1_000_000, ge=1_024, le=100_000_000, description="Largest message body accepted."
+    )
+    max_window_steps: int = Field(
+        default=3_600, ge=2, le=1_000_000, description="Longest window, in time steps."
+    )
+    min_window_steps: int = Field(
+        default=8, ge=2, le=1_000_000, description="Shortest window, in time steps."
+    )
+    max_sensors: int = Field(
+        default=512, ge=1, le=100_000, description="Most sensors in one machine."
+    )
+    flower_user: str = Field(default="admin", description="Flower basic-auth user.")
+    flower_password: SecretStr | None = Field(
+        default=None, description="Flower refuses to start without it."
+    )
+
+    @model_validator(mode="after")
+    def _window_bounds(self) -> SecuritySettings:
+        if self.min_window_steps > self.max_window_steps:
+            raise ValueError(
+                f"min_window_steps ({self.min_window_steps}) must not exceed "
+                f"max_window_steps ({self.max_window_steps})"
+            )
+        return self
+
+
+class Settings(BaseSettings):
+    """Everything the service can be told. See docs/configuration.md."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter=ENV_NESTED_DELIMITER,
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        frozen=True,
+    )
+
+    data_dir: Path = Field(
+        default=Path(".gnn-data"), description="Home of the embedded default's files."
+    )
+    log_format: Literal["json", "console"] = Field(
+        default="json", description="JSON lines, or a human format."
+    )
+    log_level: Literal["TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL"] = Field(
+        default="INFO", description="Lowest level logged."
+    )
+    broker: BrokerSettings = BrokerSettings()
+    result_backend: ResultBackendSettings = ResultBackendSettings()
+    database: DatabaseSettings = DatabaseSettings()
+    worker: WorkerSettings = WorkerSettings()
+    batching: BatchingSettings = BatchingSettings()
+    model: ModelSettings = ModelSettings()
+    observability: ObservabilitySettings = ObservabilitySettings()
+    security: SecuritySettings = SecuritySettings()
+
+    @model_validator(mode="after")
+    def _redelivery_after_batches(self) -> Settings:
+        if self.broker.visibility_timeout_s <= self.worker.batch_hard_time_limit_s:
+            raise ValueError(
+                f"broker.visibility_timeout_s ({self.broker.visibility_timeout_s}) must exceed "
+                f"worker.batch_hard_time_limit_s ({self.worker.batch_hard_time_limit_s}), "
+                "or running batches are delivered twice"
+            )
+        return self
+
+    @property
+    def uses_embedded_broker(self) -> bool:
+        """True when the broker or the result backend is the embedded redis-server."""
+        return self.broker.url is None or self.result_backend.url is None
+
+    @property
+    def database_url(self) -> str:
+        """The database URL in force."""
+        if self.database.url is not None:
+            return self.database.url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'gnn.db').absolute()}"
+
+    def masked(self) -> dict[str, Any]:
+        """The effective settings as JSON-ready data, secrets and URL passwords masked."""
+        data = self.model_dump(mode="json")
+        data["database"]["url"] = mask_url(self.database_url)
+        for section in ("broker", "result_backend"):
+            if data[section]["url"] is not None:
+                data[section]["url"] = mask_url(data[section]["url"])
+        data["observability"]["otlp_endpoint"] = (
+            mask_url(data["observability"]["otlp_endpoint"])
+            if data["observability"]["otlp_endpoint"]
+            else None
+        )
+        if self.security.flower_password is not None:
+            data["security"]["flower_password"] = _MASK
+        data["data_dir"] = str(self.data_dir.absolute())
+        return data
+
+
+def mask_url(url: str) -> str:
+    """Replace the password of a URL with ``***``; other parts stay readable."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:{_MASK}@{host}"))
+
+
+def env_name(loc: tuple[int | str, ...]) -> str:
+    """The environment variable that sets the field at ``loc``.
+
+    >>> env_name(("batching", "max_wait_ms"))
+    'GNN_BATCHING__MAX_WAIT_MS'
+    """
+    names = [str(part) for part in loc if not isinstance(part, int)]
+    return ENV_PREFIX + ENV_NESTED_DELIMITER.join(names).upper()
+
+
+def describe_error(error: ValidationError) -> str:
+    """One line naming each invalid variable and the bound it broke."""
+    problems = []
+    for item in error.errors(include_url=False):
+        name = env_name(item["loc"]) if item["loc"] else "GNN settings"
+        message = item["msg"]
+        value = item.get("input")
+        shown = "" if isinstance(value, dict) or value is None else f" (got {value!r})"
+        if name.endswith(("URL", "PASSWORD")):
+            shown = ""
+        problems.append(f"{name}: {message}{shown}")
+    return "invalid setting " + "; ".join(problems)
+
+
+def settings_reference() -> str:
+    """Markdown table of every setting: variable, default, bounds, meaning.
+
+    docs/configuration.md is generated from this (``gnn-service config docs``), and a test
+    keeps the two equal.
+    """
+    rows = ["| variable | default | constraints | meaning |", "|---|---|---|---|"]
+    for name, field in Settings.model_fields.items():
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, _Section):
+            for sub_name, sub_field in annotation.model_fields.items():
+                rows.append(_reference_row((name, sub_name), sub_field))
+        else:
+            rows.append(_reference_row((name,), field))
+    return "\n".join(rows) + "\n"
+
+
+def _reference_row(loc: tuple[str, ...], field: Any) -> str:
+    default = field.default
+    if isinstance(default, Path):
+        default = str(default)
+    shown = "unset" if default is None else f"`{default}`"
+    constraints = []
+    for item in field.metadata:
+        for attribute, symbol in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<")):
+            bound = getattr(item, attribute, None)
+            if bound is not None:
+                constraints.append(f"{symbol} {bound}")
+        pattern = getattr(item, "pattern", None)
+        if pattern:
+            constraints.append(f"matches `{pattern}`".replace("|", "\\|"))
+    literal = getattr(field.annotation, "__args__", None)
+    if literal and all(isinstance(v, str) for v in literal):
+        constraints.append("one of " + ", ".join(f"`{v}`" for v in literal))
+    meaning = (field.description or "").replace("|", "\\|")
+    return f"| `{env_name(loc)}` | {shown} | {', '.join(constraints)} | {meaning} |"
+
+
+_DOC_HEAD = """# Configuration
+
+Generated from `worker/settings.py` by `gnn-service config docs`; a test keeps it current.
+
+Settings are read, highest precedence first, from keyword arguments (tests, embedding code),
+environment variables, a `.env` file in the working directory, then the defaults below.
+Nested names are joined with `__`: `GNN_BATCHING__MAX_WAIT_MS=30`. An invalid value stops
+any `gnn-service` command with exit status 2 and one line naming the variable and the bound.
+`gnn-service config show` prints the effective values with passwords masked.
+
+With nothing set, the service runs on the embedded default under `GNN_DATA_DIR`: a SQLite
+database file and an embedded redis-server on a unix socket for the broker and the result
+backend. Set `GNN_BROKER__URL`, `GNN_RESULT_BACKEND__URL` and `GNN_DATABASE__URL` for Redis
+and PostgreSQL.
+
+"""
+
+
+def configuration_doc() -> str:
+    """The full text of docs/configuration.md."""
+    return _DOC_HEAD + settings_reference()
