@@ -31,6 +31,8 @@ from worker.resources import ProcessResources
 from worker.settings import Settings, mask_url
 
 TASK_PING = "gnn.ping"
+#: The snapshot task: one argument, the Snapshot as JSON; task id = snapshot id.
+TASK_DIAGNOSE = "gnn.diagnose"
 #: Message header carrying the producer's correlation id to the worker.
 CORRELATION_HEADER = "gnn_correlation_id"
 
@@ -109,7 +111,10 @@ def create_app(settings: Settings) -> ServiceApp:
         result_expires=settings.result_backend.expires_s,
         result_extended=True,
         task_default_queue=worker.control_queue,
-        task_routes={TASK_PING: {"queue": worker.control_queue}},
+        task_routes={
+            TASK_PING: {"queue": worker.control_queue},
+            TASK_DIAGNOSE: {"queue": worker.queue},
+        },
         task_time_limit=worker.batch_hard_time_limit_s,
         task_soft_time_limit=worker.batch_soft_time_limit_s,
         worker_proc_alive_timeout=worker.process_init_timeout_s,

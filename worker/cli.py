@@ -18,6 +18,8 @@ import typer
 from pydantic import ValidationError
 from pydantic_settings import SettingsError
 
+from producer.cli import produce
+from producer.demo.cli import demo_app
 from worker.settings import Settings, describe_error
 
 app = typer.Typer(
@@ -34,7 +36,11 @@ embedded_app = typer.Typer(
 )
 app.add_typer(config_app, name="config")
 app.add_typer(db_app, name="db")
+schemas_app = typer.Typer(help="Message contracts as JSON Schema.", no_args_is_help=True)
 app.add_typer(embedded_app, name="embedded")
+app.add_typer(schemas_app, name="schemas")
+app.add_typer(demo_app, name="demo")
+app.command("produce")(produce)
 
 _CELERY_LEVELS = {"TRACE": "DEBUG", "SUCCESS": "INFO"}
 
@@ -85,6 +91,17 @@ def config_docs(
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(configuration_doc())
     typer.echo(f"wrote {out}")
+
+
+@schemas_app.command("export")
+def schemas_export(
+    directory: Annotated[Path, typer.Argument(help="Directory to write the files into.")],
+) -> None:
+    """Write JSON Schema files of the spec, snapshot, diagnosis and outcome contracts."""
+    from schemas.export import export_schemas
+
+    for path in export_schemas(directory):
+        typer.echo(f"wrote {path}")
 
 
 @db_app.command("upgrade")

@@ -25,6 +25,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from worker.errors import ConfigurationError
 
@@ -57,8 +59,10 @@ class EmbeddedRedis:
         return f"redis+socket://{self.socket}?virtual_host=1"
 
     def client(self, db: int = 0) -> redis.Redis:
-        """A plain redis client on the socket."""
-        return redis.Redis(unix_socket_path=str(self.socket), db=db, socket_timeout=5)
+        """A plain redis client on the socket (no retries: callers decide)."""
+        return redis.Redis(
+            unix_socket_path=str(self.socket), db=db, socket_timeout=5, retry=Retry(NoBackoff(), 0)
+        )
 
     def is_running(self) -> bool:
         """True when the server answers PING."""

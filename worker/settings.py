@@ -158,6 +158,29 @@ class BatchingSettings(_Section):
     )
 
 
+class ProducerSettings(_Section):
+    """How producers publish: backpressure on queue depth."""
+
+    max_queue_depth: int = Field(
+        default=10_000,
+        ge=1,
+        le=10_000_000,
+        description="Queue depth above which submit waits or raises QueueFull.",
+    )
+    backpressure: Literal["wait", "raise"] = Field(
+        default="wait", description="At max_queue_depth: wait for room, or raise QueueFull."
+    )
+    backpressure_timeout_s: float = Field(
+        default=30.0, gt=0, le=3_600, description="Longest wait for room before QueueFull."
+    )
+    depth_check_interval_s: float = Field(
+        default=0.1,
+        ge=0,
+        le=60,
+        description="Seconds a measured queue depth is trusted before asking the broker again.",
+    )
+
+
 class ModelSettings(_Section):
     """Which model runs where."""
 
@@ -243,6 +266,7 @@ class Settings(BaseSettings):
     database: DatabaseSettings = DatabaseSettings()
     worker: WorkerSettings = WorkerSettings()
     batching: BatchingSettings = BatchingSettings()
+    producer: ProducerSettings = ProducerSettings()
     model: ModelSettings = ModelSettings()
     observability: ObservabilitySettings = ObservabilitySettings()
     security: SecuritySettings = SecuritySettings()

@@ -1,35 +1,20 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-
-def _cli(
-    *args: str, env: dict[str, str] | None = None, cwd: Path
-) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("GNN_")}
-    return subprocess.run(
-        [sys.executable, "-m", "worker", *args],
-        env={**clean, **(env or {})},
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+CliRunner = Callable[..., subprocess.CompletedProcess[str]]
 
 
-def test_config_show_prints_effective_settings_with_secrets_masked(tmp_path: Path) -> None:
-    done = _cli(
+def test_config_show_prints_effective_settings_with_secrets_masked(gnn_cli: CliRunner) -> None:
+    done = gnn_cli(
         "config", "show",
         env={"GNN_DATABASE__URL": "postgresql+asyncpg://gnn:pw123@db/gnn",
              "GNN_BATCHING__MAX_WAIT_MS": "25"},
-        cwd=tmp_path,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     shown = json.loads(done.stdout)
@@ -40,9 +25,9 @@ def test_config_show_prints_effective_settings_with_secrets_masked(tmp_path: Pat
 
 @pytest.mark.parametrize("command", [("config", "show"), ("version",), ("db", "upgrade")])
 def test_an_invalid_setting_ends_any_command_with_exit_2_and_one_line(
-    tmp_path: Path, command: tuple[str, ...]
+    gnn_cli: CliRunner, command: tuple[str, ...]
 ) -> None:
-    done = _cli(*command, env={"GNN_BATCHING__MAX_WAIT_MS": "abc"}, cwd=tmp_path)
+    done = gnn_cli(*command, env={"GNN_BATCHING__MAX_WAIT_MS": "abc"})
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1
@@ -50,8 +35,8 @@ def test_an_invalid_setting_ends_any_command_with_exit_2_and_one_line(
     assert "Traceback" not in done.stderr
 
 
-def test_db_upgrade_creates_the_embedded_database(tmp_path: Path) -> None:
-    done = _cli("db", "upgrade", env={"GNN_DATA_DIR": str(tmp_path / "data")}, cwd=tmp_path)
+def test_db_upgrade_creates_the_embedded_database(gnn_cli: CliRunner, tmp_path: Path) -> None:
+    done = gnn_cli("db", "upgrade", env={"GNN_DATA_DIR": str(tmp_path / "data")})
     assert done.returncode == 0, done.stderr
     assert "at revision None" not in done.stdout
     assert "at revision" in done.stdout

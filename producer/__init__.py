@@ -1,0 +1,1 @@
+"""Producer side of gnn-service: demo machines and data generation (``producer.demo``)."""

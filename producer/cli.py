@@ -1,0 +1,122 @@
+"""``gnn-service produce``: stream snapshots of a simulated machine, or of a recorded file,
+into the queue with a running count.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from producer.client import ProducerClient
+from producer.demo.cli import FaultOption, SeedOption, duration_option, faults_option, spec_option
+from producer.stream import StreamStats, file_run, publish, run_prefix, simulated_run, snapshots_of
+from worker.errors import BrokerUnavailable, InvalidInput, QueueFull
+from worker.settings import Settings
+
+
+def produce(
+    ctx: typer.Context,
+    system: Annotated[
+        str | None,
+        typer.Option("--system", "-s", help="Built-in machine name or spec file to simulate."),
+    ] = None,
+    file: Annotated[
+        Path | None,
+        typer.Option("--file", help="Publish windows cut from this run (.parquet or .csv)."),
+    ] = None,
+    rate: Annotated[
+        float, typer.Option(min=0, help="Snapshots per second; 0 publishes as fast as possible.")
+    ] = 20.0,
+    duration: Annotated[
+        str | None,
+        typer.Option(help="How long to stream (e.g. 10m); with --file, default: the whole file."),
+    ] = None,
+    window: Annotated[int, typer.Option(min=2, help="Steps per snapshot window.")] = 60,
+    stride: Annotated[
+        int | None, typer.Option(min=1, help="Steps between windows (default: --window).")
+    ] = None,
+    fault: FaultOption = None,
+    seed: SeedOption = 0,
+    deadline: Annotated[
+        str | None, typer.Option(help="Each snapshot's deadline after publishing (e.g. 30s).")
+    ] = None,
+    system_id: Annotated[
+        str | None, typer.Option(help="Machine-instance id the snapshots carry.")
+    ] = None,
+) -> None:
+    """Stream snapshots into the queue with a running count.
+
+    Either --system (a simulated machine, with optional --fault) or --file (a recorded run).
+    """
+    settings = ctx.find_root().obj
+    assert isinstance(settings, Settings)
+    if (system is None) == (file is None):
+        raise typer.BadParameter("give exactly one of --system or --file", param_hint="--system")
+    step = stride or window
+    deadline_s = duration_option(deadline, "--deadline") if deadline else None
+    console = Console(stderr=True)
+    prefix = run_prefix()
+    if system is not None:
+        spec = spec_option(system)
+        faults = faults_option(spec, fault)
+        duration_s = duration_option(duration or "10m", "--duration")
+        count = max(1, int(duration_s * rate)) if rate > 0 else max(1, int(duration_s))
+        with console.status(f"simulating {spec.name}"):
+            run = simulated_run(
+                spec, count=count, window=window, stride=step, faults=faults, seed=seed
+            )
+        snapshots = snapshots_of(
+            run, window=window, stride=step, count=count, prefix=prefix, system_id=system_id
+        )
+        total: int | None = count
+    else:
+        assert file is not None
+        try:
+            run = file_run(file)
+        except (OSError, ValueError) as exc:
+            raise typer.BadParameter(str(exc), param_hint="--file") from None
+        limit = None
+        if duration is not None and rate > 0:
+            limit = max(1, int(duration_option(duration, "--duration") * rate))
+        snapshots = snapshots_of(
+            run, window=window, stride=step, count=limit, prefix=prefix, system_id=system_id
+        )
+        total = limit if limit is not None else max(0, (run.steps - window) // step + 1)
+
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} published"),
+        TextColumn("{task.fields[rate]:.1f}/s, queue depth {task.fields[depth]}"),
+        TimeElapsedColumn(),
+    )
+    try:
+        with ProducerClient(settings) as client, Progress(*columns, console=console) as bar:
+            task = bar.add_task(f"producing {prefix}", total=total, rate=0.0, depth=0)
+
+            def show(stats: StreamStats) -> None:
+                bar.update(
+                    task, completed=stats.published, rate=stats.rate, depth=stats.queue_depth
+                )
+
+            stats = publish(
+                client,
+                snapshots,
+                rate=rate if rate > 0 else None,
+                deadline_s=deadline_s,
+                on_progress=show,
+            )
+    except InvalidInput as exc:
+        console.print(f"refused: {exc} (reason {exc.reason})")
+        raise typer.Exit(1) from None
+    except (BrokerUnavailable, QueueFull) as exc:
+        console.print(f"stopped: {exc}")
+        raise typer.Exit(1) from None
+    typer.echo(
+        f"published {stats.published} snapshots with ids {prefix}-* in {stats.elapsed_s:.1f} s "
+        f"({stats.rate:.1f}/s); queue depth {stats.queue_depth}"
+    )

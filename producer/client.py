@@ -1,0 +1,241 @@
+"""The producer client: validate, publish and poll snapshots.
+
+Typical use::
+
+    settings = Settings()
+    with ProducerClient(settings) as client:
+        handle = client.submit(snapshot)
+        outcome = client.result(handle.snapshot_id, timeout=10)
+
+A snapshot is validated (schema, limits, known machine and sensors) before it is published,
+so a bad one never reaches the queue: ``submit`` raises ``InvalidInput`` naming the field.
+Publishing retries broker connection errors with backoff (``GNN_BROKER__PUBLISH_RETRIES``)
+and then raises ``BrokerUnavailable``. Above ``GNN_PRODUCER__MAX_QUEUE_DEPTH`` messages in the
+queue, ``submit`` waits for room or raises ``QueueFull`` (``GNN_PRODUCER__BACKPRESSURE``).
+
+The message is a Celery task (protocol 2, JSON) named ``gnn.diagnose`` whose only argument
+is the snapshot; its task id is the snapshot id. docs/messages.md documents it for producers
+in other languages.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+from celery.exceptions import TimeoutError as CeleryTimeoutError
+from kombu.exceptions import ChannelError, OperationalError
+from loguru import logger
+
+from producer.demo.catalog import builtin_spec
+from schemas import Snapshot
+from schemas.result import DeadLettered, Diagnosed, ExpiredOutcome, parse_outcome
+from worker.admission import SpecResolver, admit, parse_snapshot
+from worker.app import CORRELATION_HEADER, TASK_DIAGNOSE, ServiceApp, create_app
+from worker.errors import BrokerUnavailable, DeadlineExceeded, InvalidInput, ModelError, QueueFull
+from worker.settings import Settings
+
+
+@dataclass(frozen=True)
+class SnapshotHandle:
+    """What ``submit`` returns: enough to poll for the outcome."""
+
+    snapshot_id: str
+    queue: str
+
+
+class ProducerClient:
+    """Publishes snapshots to the diagnosis queue and reads their outcomes.
+
+    Args:
+        settings: The service settings (broker, limits, backpressure).
+        app: A Celery app to publish with; one is created from ``settings`` if omitted.
+        resolve_spec: Finds a machine's spec by name (built-in demo machines by default).
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        app: ServiceApp | None = None,
+        resolve_spec: SpecResolver = builtin_spec,
+    ) -> None:
+        self.settings = settings
+        self.app = app if app is not None else create_app(settings)
+        self.queue = settings.worker.queue
+        self._resolve_spec = resolve_spec
+        self._depth = 0
+        self._depth_checked_at = float("-inf")
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"ProducerClient(queue={self.queue!r}, closed={self._closed})"
+
+    def __enter__(self) -> ProducerClient:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Release broker connections; the client refuses use afterwards."""
+        if not self._closed:
+            self._closed = True
+            self.app.close()
+
+    def validate(self, snapshot: Snapshot | Mapping[str, Any]) -> Snapshot:
+        """Run every check the worker will run on the message.
+
+        Raises:
+            InvalidInput: Names the field and the reason.
+        """
+        parsed = parse_snapshot(snapshot if isinstance(snapshot, Snapshot) else dict(snapshot))
+        admit(parsed, limits=self.settings.security, resolve_spec=self._resolve_spec)
+        body_size = len(parsed.model_dump_json())
+        limit = self.settings.security.max_snapshot_bytes
+        if body_size > limit:
+            raise InvalidInput(
+                f"snapshot {parsed.snapshot_id}: {body_size} bytes of JSON exceed "
+                f"GNN_SECURITY__MAX_SNAPSHOT_BYTES ({limit})",
+                reason="oversize",
+                field="<body>",
+                snapshot_id=parsed.snapshot_id,
+            )
+        return parsed
+
+    def submit(self, snapshot: Snapshot | Mapping[str, Any]) -> SnapshotHandle:
+        """Validate and publish one snapshot."""
+        return self.submit_many([snapshot])[0]
+
+    def submit_many(
+        self, snapshots: Iterable[Snapshot | Mapping[str, Any]]
+    ) -> list[SnapshotHandle]:
+        """Validate every snapshot, then publish them over one broker connection.
+
+        Nothing is published if any snapshot is invalid.
+        """
+        self._require_open()
+        parsed = [self.validate(snapshot) for snapshot in snapshots]
+        handles = []
+        with self.app.producer_or_acquire() as producer:
+            for snapshot in parsed:
+                self._wait_for_room()
+                self._publish(snapshot, producer)
+                self._depth += 1
+                handles.append(SnapshotHandle(snapshot.snapshot_id, self.queue))
+        return handles
+
+    def result(
+        self, snapshot_id: str, timeout: float = 30.0
+    ) -> Diagnosed | ExpiredOutcome | DeadLettered:
+        """Wait for the outcome of a snapshot: diagnosed, expired or dead-lettered.
+
+        Raises:
+            TimeoutError: No outcome within ``timeout`` seconds.
+            ModelError: The worker failed the snapshot (the message says why).
+        """
+        self._require_open()
+        async_result = self.app.AsyncResult(snapshot_id)
+        try:
+            value = async_result.get(timeout=timeout, propagate=False, interval=0.05)
+        except CeleryTimeoutError:
+            raise TimeoutError(f"snapshot {snapshot_id}: no outcome within {timeout} s") from None
+        if async_result.failed():
+            raise ModelError(f"snapshot {snapshot_id}: worker failed: {value!r}")
+        return parse_outcome(value)
+
+    def queue_depth(self) -> int:
+        """Messages waiting in the snapshot queue (not counting prefetched ones)."""
+        self._require_open()
+        with self.app.connection_for_read() as connection:
+            try:
+                declared = connection.default_channel.queue_declare(queue=self.queue, passive=True)
+            except ChannelError:
+                return 0  # an empty Redis queue does not exist as a key
+            return int(declared.message_count)
+
+    def _publish(self, snapshot: Snapshot, producer: Any) -> None:
+        expires = None
+        if snapshot.deadline is not None:
+            if snapshot.deadline.timestamp() <= time.time():
+                raise DeadlineExceeded(
+                    f"snapshot {snapshot.snapshot_id}: deadline {snapshot.deadline} already passed",
+                    snapshot_id=snapshot.snapshot_id,
+                )
+            expires = snapshot.deadline.isoformat()
+        headers = {}
+        if snapshot.correlation_id is not None:
+            headers[CORRELATION_HEADER] = snapshot.correlation_id
+        # Built and sent in two steps rather than with app.send_task, which would also
+        # subscribe this process to every snapshot's result channel: pollers subscribe
+        # when they ask (result()), publishers need not hold thousands of subscriptions.
+        amqp = self.app.amqp
+        message = amqp.create_task_message(
+            snapshot.snapshot_id,
+            TASK_DIAGNOSE,
+            args=[snapshot.model_dump(mode="json")],
+            kwargs={},
+            expires=expires,
+            # Keep sensor payloads out of headers, logs and Flower.
+            argsrepr=f"[snapshot {snapshot.snapshot_id}]",
+            kwargsrepr="{}",
+        )
+        retries = self.settings.broker.publish_retries
+        try:
+            amqp.send_task_message(
+                producer,
+                TASK_DIAGNOSE,
+                message,
+                queue=self.queue,
+                headers=headers,
+                retry=retries > 0,
+                retry_policy={
+                    "max_retries": retries,
+                    "interval_start": 0.1,
+                    "interval_step": 0.5,
+                    "interval_max": 5.0,
+                },
+            )
+        except OperationalError as exc:
+            raise BrokerUnavailable(
+                f"snapshot {snapshot.snapshot_id}: broker unreachable after {retries} "
+                f"retries ({exc})",
+                snapshot_id=snapshot.snapshot_id,
+            ) from exc
+
+    def _wait_for_room(self) -> None:
+        config = self.settings.producer
+        deadline = time.monotonic() + config.backpressure_timeout_s
+        waited = False
+        while True:
+            now = time.monotonic()
+            if now - self._depth_checked_at >= config.depth_check_interval_s:
+                self._depth = self.queue_depth()
+                self._depth_checked_at = now
+            if self._depth < config.max_queue_depth:
+                if waited:
+                    logger.info("queue has room again", queue=self.queue, depth=self._depth)
+                return
+            if config.backpressure == "raise" or now >= deadline:
+                raise QueueFull(
+                    f"queue {self.queue} holds {self._depth} messages, at or above "
+                    f"GNN_PRODUCER__MAX_QUEUE_DEPTH ({config.max_queue_depth})",
+                    depth=self._depth,
+                )
+            if not waited:
+                logger.info("backpressure: waiting for room", queue=self.queue, depth=self._depth)
+                waited = True
+            time.sleep(min(0.05, max(config.depth_check_interval_s, 0.01)))
+            self._depth_checked_at = float("-inf")
+
+    def _require_open(self) -> None:
+        if self._closed:
+            raise RuntimeError("ProducerClient is closed")
