@@ -34,8 +34,9 @@ from producer.demo.catalog import builtin_spec
 from schemas import Snapshot
 from schemas.result import DeadLettered, Diagnosed, ExpiredOutcome, parse_outcome
 from worker.admission import SpecResolver, admit, parse_snapshot
-from worker.app import CORRELATION_HEADER, TASK_DIAGNOSE, ServiceApp, create_app
+from worker.app import TASK_DIAGNOSE, ServiceApp, create_app
 from worker.errors import BrokerUnavailable, DeadlineExceeded, InvalidInput, ModelError, QueueFull
+from worker.messages import CORRELATION_HEADER, PUBLISHED_AT_HEADER
 from worker.settings import Settings
 
 
@@ -171,7 +172,7 @@ class ProducerClient:
                     snapshot_id=snapshot.snapshot_id,
                 )
             expires = snapshot.deadline.isoformat()
-        headers = {}
+        headers: dict[str, Any] = {PUBLISHED_AT_HEADER: time.time()}
         if snapshot.correlation_id is not None:
             headers[CORRELATION_HEADER] = snapshot.correlation_id
         # Built and sent in two steps rather than with app.send_task, which would also

@@ -35,7 +35,7 @@ class Admitted:
     spec: SystemSpec
 
 
-def decode_body(body: bytes | str, *, limits: SecuritySettings) -> dict[str, Any]:
+def decode_body(body: bytes | str, *, limits: SecuritySettings) -> Any:
     """Parse a JSON message body within the size limit.
 
     Raises:
@@ -57,12 +57,6 @@ def decode_body(body: bytes | str, *, limits: SecuritySettings) -> dict[str, Any
             reason=DeadLetterReason.MALFORMED_JSON.value,
             field="<body>",
         ) from None
-    if not isinstance(data, dict):
-        raise InvalidInput(
-            f"message body: expected a JSON object, got {type(data).__name__}",
-            reason=DeadLetterReason.SCHEMA_INVALID.value,
-            field="<body>",
-        )
     return data
 
 

@@ -18,7 +18,7 @@ pool alike) and closed by ``worker_process_shutdown`` or, for the solo pool, by
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from celery import Celery, signals
 from loguru import logger
@@ -27,14 +27,16 @@ from prometheus_client import CollectorRegistry
 from worker.embedded import EmbeddedRedis
 from worker.health import CheckResult, HealthChecks, HealthServer
 from worker.logging import bind_context, configure_logging, unbind_context
+from worker.messages import CORRELATION_HEADER
 from worker.resources import ProcessResources
 from worker.settings import Settings, mask_url
+
+if TYPE_CHECKING:  # the consumer brings torch; producers import this module without it
+    from worker.consumer import SnapshotConsumer
 
 TASK_PING = "gnn.ping"
 #: The snapshot task: one argument, the Snapshot as JSON; task id = snapshot id.
 TASK_DIAGNOSE = "gnn.diagnose"
-#: Message header carrying the producer's correlation id to the worker.
-CORRELATION_HEADER = "gnn_correlation_id"
 
 
 class ServiceApp(Celery):  # type: ignore[misc]  # Celery is untyped
@@ -56,6 +58,7 @@ class ServiceApp(Celery):  # type: ignore[misc]  # Celery is untyped
         self.metrics_registry = CollectorRegistry()
         self.health_server: HealthServer | None = None
         self.consumer_ready = False
+        self.snapshot_consumer: SnapshotConsumer | None = None
         # Signal receivers are held here, weakly connected: they live as long as the app.
         self._receivers: list[Any] = []
 
@@ -63,11 +66,18 @@ class ServiceApp(Celery):  # type: ignore[misc]  # Celery is untyped
         return f"ServiceApp(broker={mask_url(str(self.conf.broker_url))!r})"
 
     def open_process_resources(self) -> ProcessResources:
-        """Create this process's resources (idempotent within one process)."""
+        """Create this process's resources (idempotent within one process): the event loop,
+        then the snapshot consumer, which loads and warms the model on its own thread."""
         if self.process_resources is None:
             resources = ProcessResources(self.settings)
             resources.open()
             self.process_resources = resources
+            if self.settings.worker.consume_snapshots:
+                consumer = build_snapshot_consumer(self)
+                resources.enter(consumer.stop)
+                resources.enter(lambda: setattr(self, "snapshot_consumer", None))
+                self.snapshot_consumer = consumer
+                consumer.start()
         return self.process_resources
 
     def close_process_resources(self) -> None:
@@ -86,6 +96,39 @@ def resolve_urls(settings: Settings) -> tuple[str, str]:
         broker = broker or embedded.broker_url
         backend = backend or embedded.backend_url
     return broker, backend
+
+
+def build_snapshot_consumer(app: ServiceApp) -> SnapshotConsumer:
+    """The snapshot consumer of this process, with its model source and breaker."""
+    from producer.demo.catalog import builtin_spec
+    from worker.breaker import CircuitBreaker
+    from worker.consumer import SnapshotConsumer
+    from worker.model_source import ModelSource
+    from worker.pipeline import BatchProcessor
+
+    settings = app.settings
+    source = ModelSource(settings)
+    config = settings.breaker
+    breaker = CircuitBreaker(
+        failure_threshold=config.failure_threshold,
+        failure_rate=config.failure_rate,
+        window=config.window,
+        min_calls=config.min_calls,
+        reset_timeout_s=config.reset_timeout_s,
+    )
+    breaker.on_change(
+        lambda old, new: logger.warning("circuit breaker", old=old.value, new=new.value)
+    )
+    return SnapshotConsumer(
+        app=app,
+        settings=settings,
+        load_runner=source.load,
+        probe_version=source.token,
+        processor_factory=lambda runner: BatchProcessor(
+            settings=settings, runner=runner, resolve_spec=builtin_spec
+        ),
+        breaker=breaker,
+    )
 
 
 def create_app(settings: Settings) -> ServiceApp:
@@ -126,6 +169,7 @@ def create_app(settings: Settings) -> ServiceApp:
         timezone="UTC",
     )
     _register_tasks(app)
+    _register_control(app)
     _connect_signals(app)
     return app
 
@@ -142,6 +186,36 @@ def _register_tasks(app: ServiceApp) -> None:
             "pid": resources.pid if resources else None,
             "resources": resources.state.value if resources else "none",
         }
+
+
+def _model_check(app: ServiceApp) -> CheckResult:
+    consumer = app.snapshot_consumer
+    if consumer is None:
+        return CheckResult(False, "no snapshot consumer")
+    if consumer.error is not None:
+        return CheckResult(False, consumer.error)
+    return CheckResult(consumer.ready, "" if consumer.ready else "loading and warming up")
+
+
+def _breaker_check(app: ServiceApp) -> CheckResult:
+    consumer = app.snapshot_consumer
+    if consumer is None:
+        return CheckResult(False, "no snapshot consumer")
+    state = consumer.breaker.state.value
+    return CheckResult(state != "open", f"circuit breaker {state}")
+
+
+def _register_control(app: ServiceApp) -> None:
+    from celery.worker.control import control_command
+
+    @control_command(name="gnn_check_model")  # type: ignore[untyped-decorator]
+    def gnn_check_model(state: Any) -> dict[str, str]:
+        """Remote control: check the registry's active model version before the next batch."""
+        consumer = state.consumer.app.snapshot_consumer
+        if consumer is None:
+            return {"ok": "no snapshot consumer in this process"}
+        consumer.request_swap()
+        return {"ok": "model check requested"}
 
 
 def _connect_signals(app: ServiceApp) -> None:
@@ -165,6 +239,9 @@ def _connect_signals(app: ServiceApp) -> None:
             "consumer",
             lambda: CheckResult(app.consumer_ready, "" if app.consumer_ready else "starting"),
         )
+        if settings.worker.consume_snapshots and settings.worker.pool == "solo":
+            app.health_checks.register("model", lambda: _model_check(app))
+            app.health_checks.register("breaker", lambda: _breaker_check(app))
         server.start()
         app.health_server = server
 

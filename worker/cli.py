@@ -158,7 +158,8 @@ def worker(
         "worker",
         f"--pool={worker_settings.pool}",
         f"--concurrency={worker_settings.concurrency}",
-        f"--queues={worker_settings.queue},{worker_settings.control_queue}",
+        # The snapshot queue is read by the micro-batching consumer, not by Celery's own.
+        f"--queues={worker_settings.control_queue}",
         f"--hostname={hostname}",
         f"--loglevel={_CELERY_LEVELS.get(settings.log_level, settings.log_level)}",
         "--without-mingle",
@@ -176,7 +177,8 @@ def ping(
     timeout: Annotated[float, typer.Option(min=0.1, help="Seconds to wait for each.")] = 10.0,
 ) -> None:
     """Send ping tasks through the broker and wait for the workers' answers."""
-    from worker.app import CORRELATION_HEADER, TASK_PING, create_app
+    from worker.app import TASK_PING, create_app
+    from worker.messages import CORRELATION_HEADER
 
     celery_app = create_app(_settings(ctx))
     failures = 0
@@ -205,9 +207,10 @@ def run(
     pings: Annotated[int, typer.Option(min=1, help="Round trips to show.")] = 5,
 ) -> None:
     """Start a worker on the current settings, show it answering, then stop it."""
-    from worker.app import CORRELATION_HEADER, TASK_PING, create_app
+    from worker.app import TASK_PING, create_app
     from worker.db.migrate import upgrade
     from worker.launcher import WorkerProcess
+    from worker.messages import CORRELATION_HEADER
 
     settings = _settings(ctx)
     upgrade(settings.database_url)

@@ -133,6 +133,10 @@ class WorkerSettings(_Section):
         default=30.0, gt=0, le=3_600, description="Seconds before a batch is killed."
     )
     send_task_events: bool = Field(default=True, description="Task events for Flower.")
+    consume_snapshots: bool = Field(
+        default=True,
+        description="Run the micro-batching snapshot consumer (off: control tasks only).",
+    )
 
     @model_validator(mode="after")
     def _limits_ordered(self) -> WorkerSettings:
@@ -181,8 +185,87 @@ class ProducerSettings(_Section):
     )
 
 
+class BreakerSettings(_Section):
+    """When a worker stops consuming because its model keeps failing."""
+
+    failure_threshold: int = Field(
+        default=5, ge=1, le=1_000, description="Consecutive failed batches that open it."
+    )
+    failure_rate: float = Field(
+        default=0.5,
+        gt=0,
+        le=1,
+        description="Failed share of the recent batches that opens it (1 disables).",
+    )
+    window: int = Field(default=20, ge=1, le=10_000, description="Recent batches counted.")
+    min_calls: int = Field(
+        default=10, ge=1, le=10_000, description="Batches needed before the rate counts."
+    )
+    reset_timeout_s: float = Field(
+        default=10.0, gt=0, le=3_600, description="Seconds open before a trial batch."
+    )
+
+
+class DiagnosisSettings(_Section):
+    """How model outputs become statuses and explanations."""
+
+    warning_health: float = Field(
+        default=0.7, gt=0, le=1, description="Health below this is at least a warning."
+    )
+    critical_health: float = Field(
+        default=0.3, ge=0, lt=1, description="Health below this is critical."
+    )
+    warning_anomaly: float = Field(
+        default=3.0, gt=0, le=1_000, description="Anomaly score at or above this is a warning."
+    )
+    critical_anomaly: float = Field(
+        default=6.0, gt=0, le=1_000, description="Anomaly score at or above this is critical."
+    )
+    fault_probability: float = Field(
+        default=0.5,
+        gt=0,
+        le=1,
+        description="Probability of a fault (not 'normal') at or above which it is a warning.",
+    )
+    top_k: int = Field(
+        default=3, ge=0, le=50, description="Sensors and connections listed as explanation."
+    )
+
+    @model_validator(mode="after")
+    def _ordered(self) -> DiagnosisSettings:
+        if self.critical_health >= self.warning_health:
+            raise ValueError(
+                f"critical_health ({self.critical_health}) must be below "
+                f"warning_health ({self.warning_health})"
+            )
+        if self.critical_anomaly <= self.warning_anomaly:
+            raise ValueError(
+                f"critical_anomaly ({self.critical_anomaly}) must exceed "
+                f"warning_anomaly ({self.warning_anomaly})"
+            )
+        return self
+
+
 class ModelSettings(_Section):
     """Which model runs where."""
+
+    name: str = Field(
+        default="universal",
+        pattern=r"^[A-Za-z0-9_-]{1,64}$",
+        description="Model name in the registry; its active version (else the bundled one) runs.",
+    )
+    registry_check_interval_s: float = Field(
+        default=2.0,
+        gt=0,
+        le=3_600,
+        description="Seconds between checks of the registry's active version (hot swap).",
+    )
+    max_failures_per_snapshot: int = Field(
+        default=3,
+        ge=1,
+        le=100,
+        description="Model failures of one snapshot on a worker before it is failed for good.",
+    )
 
     device: str = Field(
         default="auto",
@@ -267,6 +350,8 @@ class Settings(BaseSettings):
     worker: WorkerSettings = WorkerSettings()
     batching: BatchingSettings = BatchingSettings()
     producer: ProducerSettings = ProducerSettings()
+    breaker: BreakerSettings = BreakerSettings()
+    diagnosis: DiagnosisSettings = DiagnosisSettings()
     model: ModelSettings = ModelSettings()
     observability: ObservabilitySettings = ObservabilitySettings()
     security: SecuritySettings = SecuritySettings()

@@ -15,8 +15,9 @@ from producer.client import ProducerClient
 from producer.demo.catalog import builtin_spec
 from schemas import Expired, Snapshot
 from schemas.result import ExpiredOutcome
-from worker.app import CORRELATION_HEADER, TASK_DIAGNOSE
+from worker.app import TASK_DIAGNOSE
 from worker.errors import BrokerUnavailable, InvalidInput, QueueFull
+from worker.messages import CORRELATION_HEADER
 from worker.settings import Settings
 
 pytestmark = pytest.mark.integration

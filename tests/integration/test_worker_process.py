@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from worker.app import CORRELATION_HEADER, TASK_PING, create_app
+from worker.app import TASK_PING, create_app
 from worker.launcher import WorkerProcess
+from worker.messages import CORRELATION_HEADER
 from worker.settings import Settings
 
 pytestmark = pytest.mark.integration

@@ -104,6 +104,10 @@ class ModelOutput:
             for g in range(batch.num_graphs)
         ]
 
+    def to(self, device: torch.device | str) -> ModelOutput:
+        """The same output with every tensor on ``device``."""
+        return ModelOutput(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})
+
     def rul_interval(self, z: float = 1.645) -> tuple[Tensor, Tensor]:
         """Low and high remaining useful life, hours, at ``z`` standard deviations.
 

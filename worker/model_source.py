@@ -1,0 +1,78 @@
+"""Where a worker's model comes from: the registry's active version, else the bundled one;
+loaded onto the configured device and warmed on representative batches before use.
+"""
+
+from __future__ import annotations
+
+import torch
+from loguru import logger
+
+from producer.demo.catalog import builtin_names, builtin_spec
+from producer.demo.generator import generate
+from worker.engine import ModelRunner, resolve_device
+from worker.model import GraphSample, encode_window
+from worker.model.loader import load_checkpoint
+from worker.model.registry import DirectoryRegistry, ModelRegistry, resolve_model
+from worker.settings import Settings
+
+#: Machine time simulated per demo machine to build warm-up windows.
+_WARMUP_SIMULATED_S = 180.0
+
+
+class ModelSource:
+    """Resolves, loads and warms the model a worker serves.
+
+    Args:
+        settings: Service settings (model name, device, warm-up batches).
+        registry: Model registry; a directory registry under the data directory by default.
+    """
+
+    def __init__(self, settings: Settings, registry: ModelRegistry | None = None) -> None:
+        self.settings = settings
+        self.registry = registry or DirectoryRegistry(settings.data_dir / "models")
+        self._warmup: list[GraphSample] | None = None
+
+    def __repr__(self) -> str:
+        return f"ModelSource(name={self.settings.model.name!r}, registry={self.registry!r})"
+
+    def token(self) -> str:
+        """Changes whenever another version becomes active; cheap enough between batches."""
+        return self.registry.active_token(self.settings.model.name) or "bundled"
+
+    def load(self) -> ModelRunner:
+        """Load the model to serve now and warm it up."""
+        config = self.settings.model
+        torch.set_num_threads(config.torch_threads)
+        resolved = resolve_model(self.registry, config.name)
+        device = resolve_device(config.device)
+        loaded = load_checkpoint(resolved.path, device=device)
+        runner = ModelRunner(
+            model=loaded.model,
+            contract=loaded.contract,
+            version=f"{loaded.name}:{loaded.version}",
+            device=device,
+            cuda_memory_fraction=config.cuda_memory_fraction,
+        )
+        seconds = runner.warm_up(self._warmup_samples(runner), config.warmup_batches)
+        logger.info(
+            "model loaded and warmed",
+            model_version=runner.version,
+            origin=resolved.origin,
+            device=str(device),
+            warmup_s=round(seconds, 3),
+        )
+        return runner
+
+    def _warmup_samples(self, runner: ModelRunner) -> list[GraphSample]:
+        """A full-size batch of windows of every demo machine, as the queue would bring."""
+        steps = runner.contract.window_steps
+        samples = []
+        for name in builtin_names():
+            spec = builtin_spec(name)
+            run = generate(spec, duration_s=_WARMUP_SIMULATED_S, seed=0)
+            window = run.readings[-steps:]
+            samples.append(
+                encode_window(runner.specs.get(spec), window, run.sample_rate_hz, runner.contract)
+            )
+        size = self.settings.batching.max_batch_snapshots
+        return [samples[i % len(samples)] for i in range(size)]

@@ -1,0 +1,83 @@
+"""Deliver each snapshot's outcome to the Celery result backend, a whole batch at a time.
+
+Pollers read the outcome under the snapshot id (``AsyncResult(snapshot_id)``). On Redis the
+batch's results go out in one pipeline (SETEX and PUBLISH per snapshot, in the format
+Celery's redis backend writes, so ``AsyncResult.get`` wakes up); other backends get one
+``store_result`` per snapshot.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from celery import states
+from celery.backends.redis import RedisBackend
+
+from worker.errors import Disposition as _Disposition
+from worker.errors import TransientError, disposition
+
+
+class ResultBackendUnavailable(TransientError):
+    """The result backend refused or dropped the connection."""
+
+
+class ResultWriter:
+    """Stores outcomes for pollers.
+
+    Args:
+        backend: The Celery app's result backend.
+        task_name: Recorded as the task name of every result.
+    """
+
+    def __init__(self, backend: Any, *, task_name: str) -> None:
+        self.backend = backend
+        self.task_name = task_name
+
+    def __repr__(self) -> str:
+        return f"ResultWriter(backend={type(self.backend).__name__})"
+
+    def store(self, outcomes: Sequence[tuple[str, dict[str, Any]]]) -> None:
+        """Store ``(snapshot_id, outcome as JSON data)`` pairs.
+
+        Raises:
+            ResultBackendUnavailable: A connection-level failure; nothing may be assumed
+                stored, and storing again is harmless.
+        """
+        if not outcomes:
+            return
+        try:
+            if isinstance(self.backend, RedisBackend):
+                self._store_redis(outcomes)
+            else:
+                for snapshot_id, value in outcomes:
+                    self.backend.store_result(snapshot_id, value, states.SUCCESS)
+        except Exception as exc:
+            if disposition(exc) is _Disposition.RETRY:
+                raise ResultBackendUnavailable(f"result backend unavailable: {exc}") from exc
+            raise
+
+    def _store_redis(self, outcomes: Sequence[tuple[str, dict[str, Any]]]) -> None:
+        backend = self.backend
+        done = datetime.now(UTC).isoformat()
+        expires = backend.expires
+        with backend.client.pipeline(transaction=False) as pipe:
+            for snapshot_id, value in outcomes:
+                meta = {
+                    "status": states.SUCCESS,
+                    "result": value,
+                    "traceback": None,
+                    "children": [],
+                    "date_done": done,
+                    "task_id": snapshot_id,
+                    "name": self.task_name,
+                }
+                key = backend.get_key_for_task(snapshot_id)
+                encoded = backend.encode(meta)
+                if expires:
+                    pipe.set(key, encoded, ex=int(expires))
+                else:
+                    pipe.set(key, encoded)
+                pipe.publish(key, encoded)
+            pipe.execute()
