@@ -159,9 +159,12 @@ class LabelledWindow:
         fault_code: Component fault as an index into ``("normal", *spec.fault_ids)``.
         rul_hours: Remaining useful life per component (capped).
         sensor_label: Whether an active fault affects the sensor.
+        sensor_effect: Largest effect (0 healthy, 1 at failure) of the active faults that
+            affect the sensor: how developed its anomaly is.
 
     Shapes:
-        health, fault_index, fault_code, rul_hours: ``[C]``; sensor_label: ``[S]``.
+        health, fault_index, fault_code, rul_hours: ``[C]``.
+        sensor_label, sensor_effect: ``[S]``.
     """
 
     sample: GraphSample
@@ -170,6 +173,7 @@ class LabelledWindow:
     fault_code: npt.NDArray[np.int64]
     rul_hours: npt.NDArray[np.float32]
     sensor_label: npt.NDArray[np.bool_]
+    sensor_effect: npt.NDArray[np.float32]
 
     @property
     def system(self) -> str:
@@ -215,10 +219,14 @@ def label_windows(
     rank = np.concatenate([[0], graph.fault_rank]).astype(np.int64)
 
     affected = np.zeros((ends.size, graph.num_nodes), dtype=bool)
+    effect = np.zeros((ends.size, graph.num_nodes), dtype=np.float32)
     for fault in run.faults:
+        mode = run.spec.fault_mode(fault.fault_id)
+        columns = [graph.sensor_index[sensor] for sensor in mode.affected_sensors]
         active = run.t_s[ends] >= fault.onset_s
-        columns = [graph.sensor_index[s] for s in run.spec.fault_mode(fault.fault_id).affected_sensors]
         affected[np.ix_(active, columns)] = True
+        strength = fault.effect(run.t_s[ends]).astype(np.float32)[:, None]
+        effect[:, columns] = np.maximum(effect[:, columns], strength)
 
     windows = []
     for row, end in enumerate(ends):
@@ -234,6 +242,7 @@ def label_windows(
                 fault_code=codes,
                 rul_hours=run.rul_hours[end].astype(np.float32),
                 sensor_label=affected[row],
+                sensor_effect=effect[row],
             )
         )
     return windows
@@ -305,16 +314,18 @@ class LabelledBatch:
         batch: The graph batch.
         targets: Component labels for :func:`worker.model.model_loss`.
         sensor_label: Whether an active fault affects each node's sensor.
+        sensor_effect: Effect of the active faults affecting each node's sensor.
         fault_code: Each component's fault as an index into its machine's vocabulary.
         systems: Machine name of each graph.
 
     Shapes:
-        sensor_label: ``[N]`` bool; fault_code: ``[C]`` int64.
+        sensor_label: ``[N]`` bool; sensor_effect: ``[N]`` float32; fault_code: ``[C]`` int64.
     """
 
     batch: GraphBatch
     targets: Targets
     sensor_label: Tensor
+    sensor_effect: Tensor
     fault_code: Tensor
     systems: tuple[str, ...] = field(default=())
 
@@ -349,6 +360,7 @@ def collate_labelled(windows: Sequence[LabelledWindow]) -> LabelledBatch:
         batch=batch,
         targets=targets,
         sensor_label=cat("sensor_label"),
+        sensor_effect=cat("sensor_effect"),
         fault_code=cat("fault_code"),
         systems=tuple(window.system for window in windows),
     )

@@ -9,8 +9,9 @@ Metrics (each per machine and pooled over machines):
 - ``rul_mae_hours``: remaining useful life error in hours over components with an active
   fault, both sides capped at :data:`producer.demo.RUL_CAP_HOURS`.
 - ``anomaly_auroc``: sensor anomaly score against "an active fault affects this sensor";
-  ``anomaly_auroc_range_baseline`` is the same for a model-free score (the largest
-  out-of-normal-range excursion of the sensor in the window) to put it in context.
+  ``anomaly_auroc_developed`` the same with only developed faults (effect >= 0.5, health
+  <= 0.6) as positives; ``anomaly_auroc_range_baseline`` is ``anomaly_auroc`` for a
+  model-free score (the largest out-of-normal-range excursion in the window) for context.
 """
 
 from __future__ import annotations
@@ -29,7 +30,11 @@ from training.metrics import auroc, macro_f1, mean_absolute_error, rul_mae
 from worker.model import GraphBatch, ModelOutput, UniversalTemporalGNN
 
 _FLOAT = npt.NDArray[np.float64]
-_SENSOR_FIELDS = frozenset({"sensor_system", "anomaly_score", "anomaly_label", "range_score"})
+_SENSOR_FIELDS = frozenset(
+    {"sensor_system", "anomaly_score", "anomaly_label", "anomaly_effect", "range_score"}
+)
+DEVELOPED_EFFECT = 0.5
+"""Fault effect from which an anomaly counts as developed (health 0.6 and below)."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -44,6 +49,7 @@ class Predictions:
         sensor_system: Machine of each sensor row.
         anomaly_score: The model's sensor anomaly score.
         anomaly_label: Whether an active fault affects the sensor.
+        anomaly_effect: Effect of the active faults affecting the sensor (0 healthy, 1 failed).
         range_score: Largest excursion beyond the normal range in the window (baseline).
 
     Shapes:
@@ -60,6 +66,7 @@ class Predictions:
     sensor_system: npt.NDArray[np.str_]
     anomaly_score: _FLOAT
     anomaly_label: npt.NDArray[np.bool_]
+    anomaly_effect: _FLOAT
     range_score: _FLOAT
 
 
@@ -121,6 +128,7 @@ def predict(
         rows["rul_pred"].append(output.rul_hours.numpy())
         rows["anomaly_score"].append(output.sensor_anomaly.numpy())
         rows["anomaly_label"].append(labelled.sensor_label.numpy())
+        rows["anomaly_effect"].append(labelled.sensor_effect.numpy().astype(np.float64))
         rows["range_score"].append(_range_score(batch))
     arrays = {name: np.concatenate(parts) for name, parts in rows.items()}
     for name in ("health_true", "health_pred", "rul_true", "rul_pred", "anomaly_score"):
@@ -142,6 +150,8 @@ def compute_metrics(predictions: Predictions) -> dict[str, float | int]:
     """Every metric of the module docstring for one set of predictions."""
     p = predictions
     faulty = p.label_true != "normal"
+    # Developed anomalies against sensors no fault affects; early, faint ones left out.
+    developed = ~p.anomaly_label | (p.anomaly_effect >= DEVELOPED_EFFECT)
     return {
         "components": int(p.label_true.size),
         "faulty_components": int(faulty.sum()),
@@ -151,6 +161,9 @@ def compute_metrics(predictions: Predictions) -> dict[str, float | int]:
         "rul_mae_hours": rul_mae(p.rul_true, p.rul_pred, cap_hours=RUL_CAP_HOURS, where=faulty),
         "anomaly_auroc": auroc(p.anomaly_score, p.anomaly_label),
         "anomaly_auroc_range_baseline": auroc(p.range_score, p.anomaly_label),
+        "anomaly_auroc_developed": auroc(
+            p.anomaly_score[developed], p.anomaly_label[developed]
+        ),
         "anomaly_score_healthy_median": _median(p.anomaly_score[~p.anomaly_label]),
     }
 

@@ -94,6 +94,8 @@ class SnapshotConsumer:
         self.consuming = False
         self.error: str | None = None
         self.batches = 0
+        self._next_version_check = 0.0
+        self._version_token = ""
 
     def __repr__(self) -> str:
         return (
@@ -145,53 +147,57 @@ class SnapshotConsumer:
 
     def _consume_until_stopped(self) -> None:
         worker = self.settings.worker
-        batching = self.settings.batching
         queue = Queue(worker.queue, routing_key=worker.queue)
-        next_version_check = time.monotonic() + self.settings.model.registry_check_interval_s
         lost_connection: tuple[type[BaseException], ...] = (OSError, *connection_errors(self.app))
         while not self._stop.is_set():
+            self._check_version()
+            if not self.breaker.allows():
+                self._stop.wait(min(0.25, max(0.01, self.breaker.seconds_until_trial())))
+                continue
             try:
                 with self.app.connection_for_read() as connection:
                     consumer = Consumer(
                         connection.default_channel,
                         queues=[queue],
                         on_message=self._receive,
-                        prefetch_count=batching.max_batch_snapshots,
+                        prefetch_count=self.settings.batching.max_batch_snapshots,
                     )
-                    self._subscribe(consumer)
-                    while not self._stop.is_set():
-                        if time.monotonic() >= next_version_check or self._swap.is_set():
-                            self._maybe_swap()
-                            next_version_check = (
-                                time.monotonic() + self.settings.model.registry_check_interval_s
-                            )
-                        if not self._breaker_allows(consumer):
-                            continue
-                        self._fill(connection)
-                        if self._buffer and self._batch_due():
-                            self._run_batch()
+                    consumer.consume()
+                    self.consuming = True
+                    self._consume_batches(connection)
                     self._requeue_buffer()
-                    self._unsubscribe(consumer)
+                    consumer.cancel()
+                # Leaving the block closed the channel: kombu returned any message it had
+                # fetched but not handed over to the queue at once.
+                self.consuming = False
             except lost_connection as exc:
+                self.consuming = False
                 self._requeue_buffer_quietly()
                 logger.warning("broker connection lost; reconnecting", error=str(exc))
                 self._stop.wait(1.0)
+
+    def _consume_batches(self, connection: Any) -> None:
+        """Batches until stopped or until the breaker opens."""
+        while not self._stop.is_set():
+            self._check_version()
+            if self.breaker.state is BreakerState.OPEN:
+                logger.warning("circuit breaker open: stopped consuming")
+                return
+            self._fill(connection)
+            if self._buffer and self._batch_due():
+                self._run_batch()
+
+    def _check_version(self) -> None:
+        now = time.monotonic()
+        if now >= self._next_version_check or self._swap.is_set():
+            self._maybe_swap()
+            self._next_version_check = now + self.settings.model.registry_check_interval_s
 
     def _receive(self, message: Any) -> None:
         incoming = Incoming(message)
         incoming.prepare(self.settings.security)
         self._buffer.append(incoming)
         self._buffered_nodes += incoming.nodes
-
-    def _subscribe(self, consumer: Consumer) -> None:
-        consumer.consume()
-        self.consuming = True
-        self._consumer = consumer
-
-    def _unsubscribe(self, consumer: Consumer) -> None:
-        if self.consuming:
-            consumer.cancel()
-            self.consuming = False
 
     def _fill(self, connection: Any) -> None:
         """Receive messages until the batch is due (size, nodes or oldest's wait)."""
@@ -233,6 +239,16 @@ class SnapshotConsumer:
         with log_context(batch_size=len(batch), model_version=self.processor.runner.version):
             result = self.processor.process(batch)  # answers bad input, reports model errors
             self._settle(result)
+            logger.debug(
+                "batch settled",
+                snapshots=len(batch),
+                nodes=result.nodes,
+                diagnosed=result.count("diagnosed"),
+                expired=result.count("expired"),
+                dead_lettered=result.count("dead_lettered"),
+                requeued_or_failed=len(result.failed),
+                wait_ms=round(waited * 1000.0, 1),
+            )
         self.batches += 1
         if self._on_batch is not None:
             self._on_batch(result, waited)
@@ -309,20 +325,6 @@ class SnapshotConsumer:
         return Finished(incoming, snapshot_id, DeadLettered(dead_letter=record))
 
     # breaker, swaps, requeue ---------------------------------------------------------
-
-    def _breaker_allows(self, consumer: Consumer) -> bool:
-        state = self.breaker.state
-        if state is BreakerState.OPEN:
-            if self.consuming:
-                self._requeue_buffer()
-                self._unsubscribe(consumer)
-                logger.warning("circuit breaker open: stopped consuming")
-            self._stop.wait(min(0.25, max(0.01, self.breaker.seconds_until_trial())))
-            return False
-        if not self.consuming:
-            self._subscribe(consumer)
-            logger.info("circuit breaker half-open: consuming again", state=state.value)
-        return True
 
     def _maybe_swap(self) -> None:
         self._swap.clear()

@@ -125,7 +125,10 @@ class ModelRunner:
             batch = collate(samples).to(self.device)
             with torch.inference_mode():
                 output = self.model(batch)
+            _require_finite(output, self.version)
             return output.to("cpu").split(batch), 0
+        except ModelError:
+            raise
         except Exception as exc:
             if not is_out_of_memory(exc):
                 raise ModelError(f"model {self.version} failed: {exc}") from exc
@@ -167,3 +170,10 @@ class ModelRunner:
     def _release_cache(self) -> None:
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
+
+
+def _require_finite(output: ModelOutput, version: str) -> None:
+    # A diverged or corrupted model yields NaN; that is a model failure, not a diagnosis.
+    for name in ("component_health", "normal_prob", "fault_prob", "rul_hours", "sensor_anomaly"):
+        if not bool(torch.isfinite(getattr(output, name)).all()):
+            raise ModelError(f"model {version} produced non-finite {name}")

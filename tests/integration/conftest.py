@@ -1,0 +1,100 @@
+"""Fixtures for tests that run real worker processes with real (small, seeded) models."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import torch
+
+from producer.demo.catalog import builtin_names, builtin_spec
+from worker.launcher import WorkerProcess
+from worker.model import FeatureContract, ModelConfig, UniversalTemporalGNN
+from worker.model.loader import CheckpointMetadata, save_checkpoint
+from worker.model.registry import DirectoryRegistry
+
+MODEL_NAME = "universal"
+
+
+def write_checkpoint(path: Path, version: str, *, broken: bool = False) -> Path:
+    """A small seeded model.
+
+    ``broken`` gives it a real defect: finite but huge embeddings for every component type
+    the demo machines do not use. It loads and warms up (warm-up uses the demo machines),
+    then overflows to inf and NaN on any machine with other component types.
+    """
+    torch.manual_seed(0)
+    contract = FeatureContract()
+    model = UniversalTemporalGNN(ModelConfig(hidden=16, heads=2), contract)
+    if broken:
+        demo_buckets = {
+            contract.component_type_bucket(component.type)
+            for name in builtin_names()
+            for component in builtin_spec(name).components
+        }
+        with torch.no_grad():
+            for bucket in range(contract.component_type_buckets):
+                if bucket not in demo_buckets:
+                    model.type_embedding.weight[bucket].fill_(3e38)
+    metadata = CheckpointMetadata(name=MODEL_NAME, version=version, description="test model")
+    save_checkpoint(path, model=model, contract=contract, metadata=metadata)
+    return path
+
+
+def register_and_activate(data_dir: Path, version: str, *, broken: bool = False) -> None:
+    """Register a fresh checkpoint as ``version`` and make it the active one."""
+    registry = DirectoryRegistry(data_dir / "models")
+    source = write_checkpoint(data_dir / f"incoming-{version}.gnnckpt", version, broken=broken)
+    registry.register(source)
+    registry.activate(MODEL_NAME, version)
+    registry.close()
+
+
+@pytest.fixture(params=["embedded", "redis"])
+def pipeline_env(request: pytest.FixtureRequest, data_dir: Path) -> dict[str, str]:
+    """Settings for a worker and its producers, on the embedded broker or on Redis."""
+    env = {
+        "GNN_DATA_DIR": str(data_dir),
+        "GNN_LOG_LEVEL": "DEBUG",
+        "GNN_MODEL__WARMUP_BATCHES": "1",
+        "GNN_MODEL__REGISTRY_CHECK_INTERVAL_S": "0.5",
+        "GNN_BATCHING__MAX_BATCH_SNAPSHOTS": "16",
+        "GNN_BREAKER__FAILURE_THRESHOLD": "2",
+        "GNN_BREAKER__RESET_TIMEOUT_S": "2",
+        "GNN_BROKER__VISIBILITY_TIMEOUT_S": "60",
+    }
+    if request.param == "redis":
+        env.update(request.getfixturevalue("redis_env"))
+    register_and_activate(data_dir, "v1")
+    return env
+
+
+@pytest.fixture
+def activate_model() -> Callable[..., None]:
+    """``activate_model(data_dir, version, broken=False)``: register and activate a model."""
+    return register_and_activate
+
+
+StartWorker = Callable[..., WorkerProcess]
+
+
+@pytest.fixture
+def start_worker(data_dir: Path, pipeline_env: dict[str, str]) -> Iterator[StartWorker]:
+    """Start real worker processes; every one is stopped at the end of the test."""
+    started: list[WorkerProcess] = []
+
+    def start(name: str = "w1", **extra_env: str) -> WorkerProcess:
+        process = WorkerProcess(
+            env={**pipeline_env, **extra_env},
+            hostname=f"{name}@%h",
+            log_path=data_dir / f"{name}.log",
+        )
+        process.start()
+        started.append(process)
+        process.wait_ready(timeout_s=90)
+        return process
+
+    yield start
+    for process in started:
+        process.stop()

@@ -1,0 +1,279 @@
+"""The micro-batching pipeline end to end: producer client -> real worker -> result backend.
+
+Every test runs on the embedded broker and on Redis, with a small seeded model registered in
+the data directory's model registry.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kombu import Connection
+
+from producer.client import ProducerClient
+from producer.demo.generator import generate
+from producer.demo.windows import windows
+from schemas import Snapshot, SystemSpec, load_spec
+from schemas.result import DeadLettered, Diagnosed, ExpiredOutcome
+from worker.app import TASK_DIAGNOSE
+from worker.launcher import WorkerProcess
+from worker.settings import Settings
+
+pytestmark = pytest.mark.integration
+
+StartWorker = Callable[..., WorkerProcess]
+Activate = Callable[..., None]
+
+
+@pytest.fixture
+def client(
+    pipeline_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> Iterator[ProducerClient]:
+    for name, value in pipeline_env.items():
+        monkeypatch.setenv(name, value)
+    with ProducerClient(Settings()) as producer:
+        yield producer
+
+
+def demo_snapshots(
+    count: int, prefix: str, system: str | SystemSpec = "excavator"
+) -> list[Snapshot]:
+    run = generate(system, duration_s=60 * (count + 1), seed=11)
+    cut = [snapshot for _, snapshot in windows(run, 60)][:count]
+    return [s.model_copy(update={"snapshot_id": f"{prefix}-{i:04d}"}) for i, s in enumerate(cut)]
+
+
+def outcomes(client: ProducerClient, ids: list[str], timeout: float = 60) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    return {i: client.result(i, timeout=max(0.1, deadline - time.monotonic())) for i in ids}
+
+
+def log_events(path: Path, message: str) -> list[dict[str, Any]]:
+    events = []
+    for line in path.read_text().splitlines():
+        if line.startswith("{"):
+            event = json.loads(line)
+            if event["message"] == message:
+                events.append(event)
+    return events
+
+
+def publish_raw(
+    client: ProducerClient, body: bytes, *, content_type: str, task_id: str, **headers: Any
+) -> None:
+    """Publish a message as a foreign producer would, bypassing the client's validation."""
+    with Connection(str(client.app.conf.broker_url)) as connection:
+        producer = connection.Producer()
+        producer.publish(
+            body,
+            routing_key=client.queue,
+            content_type=content_type,
+            content_encoding="utf-8" if content_type.endswith("json") else "binary",
+            headers={"task": TASK_DIAGNOSE, "id": task_id, "lang": "py", **headers},
+        )
+
+
+def task_body(snapshot: dict[str, Any]) -> bytes:
+    return json.dumps(
+        [[snapshot], {}, {"callbacks": None, "errbacks": None, "chain": None, "chord": None}]
+    ).encode()
+
+
+def test_each_snapshot_is_answered_exactly_once(
+    start_worker: StartWorker, client: ProducerClient
+) -> None:
+    worker = start_worker()
+    snapshots = demo_snapshots(40, "once")
+    client.submit_many(snapshots)
+    results = outcomes(client, [s.snapshot_id for s in snapshots])
+    assert all(isinstance(r, Diagnosed) for r in results.values())
+    for snapshot_id, result in results.items():
+        assert isinstance(result, Diagnosed)
+        diagnosis = result.diagnosis
+        assert diagnosis.snapshot_id == snapshot_id
+        assert diagnosis.model_version == "universal:v1"
+        assert {c.component_id for c in diagnosis.components} == _components("excavator")
+    worker.stop()
+    settled = log_events(worker.log_path, "batch settled")
+    assert sum(event["diagnosed"] for event in settled) == 40  # no snapshot computed twice
+    assert all(event["snapshots"] <= 16 for event in settled)
+    assert client.queue_depth() == 0
+
+
+def _components(system: str) -> set[str]:
+    from producer.demo.catalog import builtin_spec
+
+    return set(builtin_spec(system).component_ids)
+
+
+def test_max_wait_is_honoured_for_a_lone_snapshot(
+    start_worker: StartWorker, client: ProducerClient
+) -> None:
+    start_worker()
+    (snapshot,) = demo_snapshots(1, "lone")
+    client.submit(snapshot)
+    result = client.result(snapshot.snapshot_id, timeout=30)
+    assert isinstance(result, Diagnosed)
+    # The batch closed on the 50 ms max wait, not on size: generous bound for a busy machine.
+    assert result.diagnosis.timings.batch_wait_ms is not None
+    assert result.diagnosis.timings.batch_wait_ms < 50 + 250
+
+
+def test_the_node_bound_caps_each_batch(start_worker: StartWorker, client: ProducerClient) -> None:
+    worker = start_worker(GNN_BATCHING__MAX_BATCH_NODES="60")  # excavator: 29 sensors
+    snapshots = demo_snapshots(12, "nodes")
+    client.submit_many(snapshots)
+    results = outcomes(client, [s.snapshot_id for s in snapshots])
+    assert all(isinstance(r, Diagnosed) for r in results.values())
+    worker.stop()
+    settled = log_events(worker.log_path, "batch settled")
+    assert settled
+    assert all(event["nodes"] <= 60 for event in settled)
+    assert max(event["snapshots"] for event in settled) == 2
+
+
+def test_expired_snapshots_are_recorded_not_computed(
+    start_worker: StartWorker, client: ProducerClient
+) -> None:
+    start_worker()
+    (snapshot,) = demo_snapshots(1, "late")
+    past = (datetime.now(UTC) - timedelta(seconds=5)).isoformat()
+    data = snapshot.model_dump(mode="json")
+    publish_raw(
+        client,
+        task_body(data),
+        content_type="application/json",
+        task_id=snapshot.snapshot_id,
+        expires=past,
+    )
+    (fresh,) = demo_snapshots(1, "fresh")
+    soon = fresh.model_copy(update={"deadline": datetime.now(UTC) + timedelta(seconds=60)})
+    client.submit(soon)
+    late = client.result(snapshot.snapshot_id, timeout=30)
+    assert isinstance(late, ExpiredOutcome)
+    assert late.expired.snapshot_id == snapshot.snapshot_id
+    assert isinstance(client.result(fresh.snapshot_id, timeout=30), Diagnosed)
+
+
+def test_invalid_snapshots_are_dead_lettered_while_the_batch_proceeds(
+    start_worker: StartWorker, client: ProducerClient, pipeline_env: dict[str, str]
+) -> None:
+    start_worker()
+    (good,) = demo_snapshots(1, "good")
+    base = good.model_dump(mode="json")
+    steps = len(next(iter(base["window"]["readings"].values())))
+    ragged = json.loads(json.dumps(base))
+    first = next(iter(ragged["window"]["readings"]))
+    ragged["window"]["readings"][first] = ragged["window"]["readings"][first][:-3]
+    unknown_sensor = json.loads(json.dumps(base))
+    unknown_sensor["window"]["readings"]["mystery"] = [1.0] * steps
+    short = json.loads(json.dumps(base))
+    short["window"]["readings"] = {k: v[:3] for k, v in short["window"]["readings"].items()}
+    cases = {
+        "malformed_json": (b"{not json", "application/json"),
+        "schema_invalid": (task_body({**base, "snapshot_id": "bad id!"}), "application/json"),
+        "unknown_spec": (task_body({**base, "spec": "bulldozer"}), "application/json"),
+        "unknown_sensor": (task_body(unknown_sensor), "application/json"),
+        "ragged_window": (task_body(ragged), "application/json"),
+        "window_too_short": (task_body(short), "application/json"),
+        "oversize": (b" " * 1_100_000, "application/json"),
+        "unsupported_content_type": (
+            pickle.dumps([[base], {}, {}]),
+            "application/x-python-serialize",
+        ),
+    }
+    for reason, (body, content_type) in cases.items():
+        publish_raw(client, body, content_type=content_type, task_id=f"dl-{reason}")
+    client.submit(good)
+    assert isinstance(client.result(good.snapshot_id, timeout=30), Diagnosed)
+    for reason in cases:
+        outcome = client.result(f"dl-{reason}", timeout=30)
+        assert isinstance(outcome, DeadLettered), reason
+        assert outcome.dead_letter.reason == reason
+        assert len(outcome.dead_letter.payload_sha256) == 64
+    assert client.queue_depth() == 0  # acked: no retry loop
+
+
+def test_breaker_opens_stops_consuming_and_closes_after_a_good_version(
+    start_worker: StartWorker, client: ProducerClient, data_dir: Path, activate_model: Activate
+) -> None:
+    worker = start_worker()
+    activate_model(data_dir, "broken", broken=True)  # fails on machines other than the demos
+    time.sleep(1.5)  # the worker checks the registry every 0.5 s and warms the new version
+    press = load_spec(Path(__file__).parents[2] / "docs" / "examples" / "hydraulic_press.yaml")
+    first = demo_snapshots(8, "brk", press)
+    client.submit_many(first)
+    deadline = time.monotonic() + 30
+    state = ""
+    while time.monotonic() < deadline:
+        _, body = worker.readiness()
+        checks = body.get("checks", {})
+        state = str(checks.get("breaker", {}).get("detail", "")) if isinstance(checks, dict) else ""
+        if "open" in state and "half" not in state:
+            break
+        time.sleep(0.1)
+    assert state == "circuit breaker open"
+    time.sleep(0.5)
+    assert client.queue_depth() == 8  # stopped consuming: the messages wait for healthy workers
+    activate_model(data_dir, "v2")
+    results = outcomes(client, [s.snapshot_id for s in first], timeout=60)
+    assert all(isinstance(r, Diagnosed) for r in results.values())
+    assert {r.diagnosis.model_version for r in results.values() if isinstance(r, Diagnosed)} == {
+        "universal:v2"
+    }
+    status, body = worker.readiness()
+    assert status == 200, body
+    worker.stop()
+    assert log_events(worker.log_path, "circuit breaker")
+
+
+def test_hot_swap_while_snapshots_flow_fails_none(
+    start_worker: StartWorker, client: ProducerClient, data_dir: Path, activate_model: Activate
+) -> None:
+    start_worker()
+    snapshots = demo_snapshots(120, "swap")
+    sent: list[str] = []
+
+    def produce() -> None:
+        for snapshot in snapshots:
+            client.submit(snapshot)
+            sent.append(snapshot.snapshot_id)
+            time.sleep(0.01)
+
+    producer = threading.Thread(target=produce)
+    producer.start()
+    time.sleep(0.4)
+    activate_model(data_dir, "v2")
+    producer.join()
+    results = outcomes(client, sent)
+    assert all(isinstance(r, Diagnosed) for r in results.values())
+    versions = [r.diagnosis.model_version for r in results.values() if isinstance(r, Diagnosed)]
+    assert "universal:v2" in versions
+    assert versions[-1] == "universal:v2"
+
+
+def test_warm_shutdown_finishes_the_batch_in_hand_and_loses_nothing(
+    start_worker: StartWorker, client: ProducerClient
+) -> None:
+    worker = start_worker()
+    snapshots = demo_snapshots(150, "term")
+    client.submit_many(snapshots)
+    time.sleep(0.3)
+    assert worker.stop(sig=signal.SIGTERM) == 0
+    settled = log_events(worker.log_path, "batch settled")
+    done_first = sum(event["diagnosed"] for event in settled)
+    second = start_worker("w2")
+    results = outcomes(client, [s.snapshot_id for s in snapshots])
+    assert all(isinstance(r, Diagnosed) for r in results.values())
+    second.stop()
+    done_second = sum(event["diagnosed"] for event in log_events(second.log_path, "batch settled"))
+    assert done_first + done_second == 150  # each computed once: nothing lost, nothing twice
