@@ -60,6 +60,10 @@ class TrainConfig:
         type_dropout: Probability of hiding a component's type in a training batch.
         grad_clip: Largest gradient norm.
         rul_log_var_floor: Soft floor of the remaining-life log-variance in the loss.
+        level_corruption: Probability of shifting a healthy sensor's input steps (not its
+            forecast target) by a random level in a training batch, so that the forecaster
+            learns the level its neighbours imply and its residual grows where a fault moves
+            a sensor away from it.
         max_seconds: Stop after the epoch that passes this wall-clock budget.
     """
 
@@ -75,6 +79,7 @@ class TrainConfig:
     type_dropout: float = 0.2
     grad_clip: float = 1.0
     rul_log_var_floor: float = -2.0
+    level_corruption: float = 0.0
     max_seconds: float | None = None
 
     def __post_init__(self) -> None:
@@ -265,6 +270,7 @@ def _train(
         for step in range(steps):
             chunk = [train_windows[i] for i in order[step * config.batch_size :][: config.batch_size]]
             labelled = _hide_types(collate_labelled(chunk), config.type_dropout, rng)
+            labelled = _shift_levels(labelled, config.level_corruption, contract, rng)
             loss = training_loss(model(labelled.batch), labelled, config)["total"]
             optimiser.zero_grad(set_to_none=True)
             loss.backward()  # type: ignore[no-untyped-call]
@@ -323,6 +329,25 @@ def _hide_types(labelled: LabelledBatch, rate: float, rng: np.random.Generator) 
     bucket = batch.component_bucket.masked_fill(hide, UNKNOWN_COMPONENT_TYPE)
     hidden = replace(batch, component_bucket=bucket, component_type=bucket[batch.node_component])
     return replace(labelled, batch=hidden)
+
+
+def _shift_levels(
+    labelled: LabelledBatch, rate: float, contract: FeatureContract, rng: np.random.Generator
+) -> LabelledBatch:
+    """Shift the observed input steps of random healthy sensors by 0.3-1.5 normal half-widths."""
+    if rate <= 0.0:
+        return labelled
+    batch = labelled.batch
+    chosen = rng.random(batch.num_nodes) < rate
+    chosen &= ~labelled.sensor_label.numpy()
+    if not chosen.any():
+        return labelled
+    size = rng.uniform(0.3, 1.5, batch.num_nodes) * rng.choice([-1.0, 1.0], batch.num_nodes)
+    offset = torch.from_numpy(np.where(chosen, size, 0.0).astype(np.float32))
+    split = contract.encoder_steps
+    x = batch.x.clone()
+    x[:, :split] += offset[:, None] * batch.mask[:, :split]
+    return replace(labelled, batch=replace(batch, x=x))
 
 
 def validation_loss(

@@ -48,11 +48,19 @@ def resolve_device(setting: str) -> torch.device:
 
 def is_out_of_memory(exc: BaseException) -> bool:
     """Whether ``exc`` says the device (or the host allocator) ran out of memory."""
-    if isinstance(exc, torch.OutOfMemoryError):
+    if isinstance(exc, torch.OutOfMemoryError | MemoryError):
         return True
     text = str(exc)
-    return isinstance(exc, RuntimeError) and (
-        "out of memory" in text or "can't allocate memory" in text
+    # CPU: the default allocator says "can't allocate memory"; oneDNN fails to create its
+    # kernels ("could not create a primitive") when it cannot allocate their scratch space.
+    return isinstance(exc, RuntimeError) and any(
+        marker in text
+        for marker in (
+            "out of memory",
+            "can't allocate memory",
+            "Cannot allocate memory",
+            "could not create a primitive",
+        )
     )
 
 
@@ -121,33 +129,40 @@ class ModelRunner:
         return outputs, stats
 
     def _forward(self, samples: list[GraphSample]) -> tuple[list[ModelOutput], int]:
+        message = self._try_forward(samples)
+        if isinstance(message, list):
+            return message, 0
+        # Retried only here, outside the except clause: inside it the exception's traceback
+        # would keep the failed attempt's tensors alive and the halves would fail too.
+        self.out_of_memory_count += 1
+        self._release_cache()
+        if len(samples) == 1:
+            raise ModelError(
+                f"model {self.version} ran out of memory on a single snapshot of "
+                f"{samples[0].x.shape[0]} sensors: {message}"
+            )
+        half = len(samples) // 2
+        logger.warning(
+            "out of memory: splitting the batch", snapshots=len(samples), device=str(self.device)
+        )
+        left, left_splits = self._forward(samples[:half])
+        right, right_splits = self._forward(samples[half:])
+        return left + right, 1 + left_splits + right_splits
+
+    def _try_forward(self, samples: list[GraphSample]) -> list[ModelOutput] | str:
+        """The outputs, or the out-of-memory message; any other failure raises ModelError."""
         try:
             batch = collate(samples).to(self.device)
             with torch.inference_mode():
                 output = self.model(batch)
             _require_finite(output, self.version)
-            return output.to("cpu").split(batch), 0
+            return output.to("cpu").split(batch)
         except ModelError:
             raise
         except Exception as exc:
             if not is_out_of_memory(exc):
                 raise ModelError(f"model {self.version} failed: {exc}") from exc
-            self.out_of_memory_count += 1
-            self._release_cache()
-            if len(samples) == 1:
-                raise ModelError(
-                    f"model {self.version} ran out of memory on a single snapshot of "
-                    f"{samples[0].x.shape[0]} sensors"
-                ) from exc
-            half = len(samples) // 2
-            logger.warning(
-                "out of memory: splitting the batch",
-                snapshots=len(samples),
-                device=str(self.device),
-            )
-            left, left_splits = self._forward(samples[:half])
-            right, right_splits = self._forward(samples[half:])
-            return left + right, 1 + left_splits + right_splits
+            return str(exc)
 
     def warm_up(self, samples: Sequence[GraphSample], batches: int) -> float:
         """Run ``batches`` forward passes on representative samples; returns the seconds."""
