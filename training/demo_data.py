@@ -222,7 +222,7 @@ def label_windows(
     effect = np.zeros((ends.size, graph.num_nodes), dtype=np.float32)
     for fault in run.faults:
         mode = run.spec.fault_mode(fault.fault_id)
-        columns = [graph.sensor_index[sensor] for sensor in mode.affected_sensors]
+        columns = np.array([graph.sensor_index[sensor] for sensor in mode.affected_sensors])
         active = run.t_s[ends] >= fault.onset_s
         affected[np.ix_(active, columns)] = True
         strength = fault.effect(run.t_s[ends]).astype(np.float32)[:, None]

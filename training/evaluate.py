@@ -7,7 +7,8 @@ Metrics (each per machine and pooled over machines):
 - ``health_mae`` over all components, ``health_mae_faulty`` over components with an active
   fault.
 - ``rul_mae_hours``: remaining useful life error in hours over components with an active
-  fault, both sides capped at :data:`producer.demo.RUL_CAP_HOURS`.
+  fault, both sides capped at :data:`producer.demo.RUL_CAP_HOURS`;
+  ``rul_mae_hours_developed`` over those whose fault is developed (health <= 0.6).
 - ``anomaly_auroc``: sensor anomaly score against "an active fault affects this sensor";
   ``anomaly_auroc_developed`` the same with only developed faults (effect >= 0.5, health
   <= 0.6) as positives; ``anomaly_auroc_range_baseline`` is ``anomaly_auroc`` for a
@@ -24,7 +25,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from producer.demo import RUL_CAP_HOURS
+from producer.demo import FAILURE_HEALTH, RUL_CAP_HOURS
 from training.demo_data import LabelledWindow, collate_labelled
 from training.metrics import auroc, macro_f1, mean_absolute_error, rul_mae
 from worker.model import GraphBatch, ModelOutput, UniversalTemporalGNN
@@ -35,6 +36,8 @@ _SENSOR_FIELDS = frozenset(
 )
 DEVELOPED_EFFECT = 0.5
 """Fault effect from which an anomaly counts as developed (health 0.6 and below)."""
+DEVELOPED_HEALTH = 1.0 - DEVELOPED_EFFECT * (1.0 - FAILURE_HEALTH)
+"""Health at and below which a component's fault counts as developed."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -109,9 +112,7 @@ def predict(
         batch = labelled.batch
         with torch.inference_mode():
             output = model(batch.to(device)).to("cpu")
-        vocabularies = [
-            np.asarray(("normal", *graph.fault_ids)) for graph in batch.graphs
-        ]
+        vocabularies = [np.asarray(("normal", *graph.fault_ids)) for graph in batch.graphs]
         codes_pred = predicted_codes(output, batch)
         codes_true = labelled.fault_code.numpy()
         offset = 0
@@ -152,6 +153,7 @@ def compute_metrics(predictions: Predictions) -> dict[str, float | int]:
     faulty = p.label_true != "normal"
     # Developed anomalies against sensors no fault affects; early, faint ones left out.
     developed = ~p.anomaly_label | (p.anomaly_effect >= DEVELOPED_EFFECT)
+    developed_fault = faulty & (p.health_true <= DEVELOPED_HEALTH)
     return {
         "components": int(p.label_true.size),
         "faulty_components": int(faulty.sum()),
@@ -159,11 +161,12 @@ def compute_metrics(predictions: Predictions) -> dict[str, float | int]:
         "health_mae": mean_absolute_error(p.health_true, p.health_pred),
         "health_mae_faulty": mean_absolute_error(p.health_true, p.health_pred, faulty),
         "rul_mae_hours": rul_mae(p.rul_true, p.rul_pred, cap_hours=RUL_CAP_HOURS, where=faulty),
+        "rul_mae_hours_developed": rul_mae(
+            p.rul_true, p.rul_pred, cap_hours=RUL_CAP_HOURS, where=developed_fault
+        ),
         "anomaly_auroc": auroc(p.anomaly_score, p.anomaly_label),
         "anomaly_auroc_range_baseline": auroc(p.range_score, p.anomaly_label),
-        "anomaly_auroc_developed": auroc(
-            p.anomaly_score[developed], p.anomaly_label[developed]
-        ),
+        "anomaly_auroc_developed": auroc(p.anomaly_score[developed], p.anomaly_label[developed]),
         "anomaly_score_healthy_median": _median(p.anomaly_score[~p.anomaly_label]),
     }
 
@@ -210,8 +213,6 @@ def evaluate_windows(
     return {"windows": len(windows), "overall": compute_metrics(pooled), "per_system": per_system}
 
 
-def _qualified(
-    systems: npt.NDArray[np.str_], labels: npt.NDArray[np.str_]
-) -> npt.NDArray[np.str_]:
+def _qualified(systems: npt.NDArray[np.str_], labels: npt.NDArray[np.str_]) -> npt.NDArray[np.str_]:
     qualified = np.char.add(np.char.add(systems, ":"), labels)
     return np.where(labels == "normal", labels, qualified)

@@ -137,12 +137,14 @@ def average_ranks(values: ArrayLike) -> npt.NDArray[np.float64]:
 
 def finite_or_none(metrics: Mapping[str, Any]) -> dict[str, Any]:
     """The same (nested) metrics with every non-finite float replaced by ``None``."""
-    result: dict[str, Any] = {}
-    for key, value in metrics.items():
-        if isinstance(value, Mapping):
-            result[key] = finite_or_none(value)
-        elif isinstance(value, float) and not math.isfinite(value):
-            result[key] = None
-        else:
-            result[key] = value
-    return result
+    return {str(key): _finite(value) for key, value in metrics.items()}
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return finite_or_none(value)
+    if isinstance(value, list | tuple):
+        return [_finite(item) for item in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value

@@ -60,10 +60,17 @@ class TrainConfig:
         type_dropout: Probability of hiding a component's type in a training batch.
         grad_clip: Largest gradient norm.
         rul_log_var_floor: Soft floor of the remaining-life log-variance in the loss.
+        rul_likelihood: ``laplace`` (the predicted life is the median: remaining life is
+            bimodal, failing soon or never, and a median is what an error in hours rewards)
+            or ``gaussian`` (the mean of ``log1p`` hours, as ``model_loss``). Either way the
+            predicted log-variance is that of ``log1p`` hours.
         level_corruption: Probability of shifting a healthy sensor's input steps (not its
             forecast target) by a random level in a training batch, so that the forecaster
             learns the level its neighbours imply and its residual grows where a fault moves
             a sensor away from it.
+        corrupted_fraction: Share of steps that train the forecaster alone on shifted
+            inputs (when ``level_corruption`` > 0); the other steps train every head on
+            unshifted windows.
         max_seconds: Stop after the epoch that passes this wall-clock budget.
     """
 
@@ -79,7 +86,9 @@ class TrainConfig:
     type_dropout: float = 0.2
     grad_clip: float = 1.0
     rul_log_var_floor: float = -2.0
-    level_corruption: float = 0.0
+    rul_likelihood: str = "laplace"
+    level_corruption: float = 0.2
+    corrupted_fraction: float = 0.5
     max_seconds: float | None = None
 
     def __post_init__(self) -> None:
@@ -161,9 +170,7 @@ def training_loss(
         every returned tensor: scalar.
     """
     batch, targets, weights = labelled.batch, labelled.targets, config.loss_weights
-    terms = model_loss(
-        output, batch, targets, replace(weights, forecast=0.0, fault=0.0, rul=0.0)
-    )
+    terms = model_loss(output, batch, targets, replace(weights, forecast=0.0, fault=0.0, rul=0.0))
 
     horizon = output.forecast.shape[1]
     healthy = (~labelled.sensor_label).to(batch.x.dtype)[:, None]
@@ -177,7 +184,11 @@ def training_loss(
     log_var = floor + torch.nn.functional.softplus(output.rul_log_var - floor)
     target = torch.log1p(targets.rul_hours.clamp_min(0.0))
     error = torch.log1p(output.rul_hours) - target
-    rul_nll = 0.5 * (log_var + error**2 * torch.exp(-log_var))
+    if config.rul_likelihood == "laplace":
+        # Laplace with the same variance (b = sigma / sqrt 2): its centre is the median.
+        rul_nll = 0.5 * log_var + math.sqrt(2.0) * error.abs() * torch.exp(-0.5 * log_var)
+    else:
+        rul_nll = 0.5 * (log_var + error**2 * torch.exp(-log_var))
     rul = (rul_nll * targets.rul_valid).sum() / targets.rul_valid.sum().clamp_min(1)
     rul_abs = (error.abs() * targets.rul_valid).sum() / targets.rul_valid.sum().clamp_min(1)
 
@@ -233,13 +244,21 @@ def train_model(
     threads = torch.get_num_threads()
     torch.set_num_threads(config.threads)
     try:
-        return _train(train_windows, val_windows, model_config, contract, config, progress)
+        return _train(
+            train_windows,
+            val_windows=val_windows,
+            model_config=model_config,
+            contract=contract,
+            config=config,
+            progress=progress,
+        )
     finally:
         torch.set_num_threads(threads)
 
 
 def _train(
     train_windows: Sequence[LabelledWindow],
+    *,
     val_windows: Sequence[LabelledWindow],
     model_config: ModelConfig,
     contract: FeatureContract,
@@ -268,10 +287,17 @@ def _train(
         order = rng.permutation(len(train_windows))
         running = 0.0
         for step in range(steps):
-            chunk = [train_windows[i] for i in order[step * config.batch_size :][: config.batch_size]]
+            chunk = [
+                train_windows[i] for i in order[step * config.batch_size :][: config.batch_size]
+            ]
             labelled = _hide_types(collate_labelled(chunk), config.type_dropout, rng)
-            labelled = _shift_levels(labelled, config.level_corruption, contract, rng)
-            loss = training_loss(model(labelled.batch), labelled, config)["total"]
+            if config.level_corruption > 0 and rng.random() < config.corrupted_fraction:
+                # A forecasting-only step: the other heads never learn from shifted inputs.
+                labelled = _shift_levels(labelled, config.level_corruption, contract, rng)
+                terms = training_loss(model(labelled.batch), labelled, config)
+                loss = config.loss_weights.forecast * terms["forecast"]
+            else:
+                loss = training_loss(model(labelled.batch), labelled, config)["total"]
             optimiser.zero_grad(set_to_none=True)
             loss.backward()  # type: ignore[no-untyped-call]
             torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
@@ -294,7 +320,13 @@ def _train(
             best_state = copy.deepcopy(model.state_dict())
         report(
             TrainProgress(
-                epoch, config.epochs, steps, steps, running / steps, val_terms["selection"], best_loss
+                epoch,
+                config.epochs,
+                steps,
+                steps,
+                running / steps,
+                val_terms["selection"],
+                best_loss,
             )
         )
         if epoch - best_epoch >= config.patience:

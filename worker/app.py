@@ -72,7 +72,7 @@ class ServiceApp(Celery):  # type: ignore[misc]  # Celery is untyped
             resources = ProcessResources(self.settings)
             resources.open()
             self.process_resources = resources
-            if self.settings.worker.consume_snapshots:
+            if self.settings.worker.consume_snapshots and self.settings.worker.mode == "batched":
                 consumer = build_snapshot_consumer(self)
                 resources.enter(consumer.stop)
                 resources.enter(lambda: setattr(self, "snapshot_consumer", None))
@@ -169,9 +169,36 @@ def create_app(settings: Settings) -> ServiceApp:
         timezone="UTC",
     )
     _register_tasks(app)
+    if settings.worker.mode == "naive":
+        _register_naive_task(app)
     _register_control(app)
     _connect_signals(app)
     return app
+
+
+def _register_naive_task(app: ServiceApp) -> None:
+    """The naive baseline: one Celery task per snapshot, one forward each, result stored by
+    Celery. Registered only with GNN_WORKER__MODE=naive, for the pipeline benchmark."""
+    state: dict[str, Any] = {}
+
+    @app.task(name=TASK_DIAGNOSE, bind=True)  # type: ignore[untyped-decorator]
+    def diagnose_one(self: Any, snapshot: dict[str, Any]) -> dict[str, Any]:
+        from producer.demo.catalog import builtin_spec
+        from worker.messages import Incoming
+        from worker.model_source import ModelSource
+        from worker.pipeline import BatchProcessor
+
+        if "processor" not in state:
+            runner = ModelSource(app.settings).load()
+            state["processor"] = BatchProcessor(
+                settings=app.settings, runner=runner, resolve_spec=builtin_spec
+            )
+        headers = {"id": self.request.id, "expires": self.request.expires}
+        result = state["processor"].process([Incoming.from_task(snapshot, headers)])
+        if result.error is not None:
+            raise result.error
+        outcome: dict[str, Any] = result.finished[0].outcome.model_dump(mode="json")
+        return outcome
 
 
 def _register_tasks(app: ServiceApp) -> None:

@@ -20,6 +20,7 @@ from pydantic_settings import SettingsError
 
 from producer.cli import produce
 from producer.demo.cli import demo_app
+from training.benchmark_cli import benchmark_app
 from worker.settings import Settings, describe_error
 
 app = typer.Typer(
@@ -41,6 +42,7 @@ app.add_typer(embedded_app, name="embedded")
 app.add_typer(schemas_app, name="schemas")
 app.add_typer(demo_app, name="demo")
 app.command("produce")(produce)
+app.add_typer(benchmark_app, name="benchmark")
 
 _CELERY_LEVELS = {"TRACE": "DEBUG", "SUCCESS": "INFO"}
 
@@ -158,8 +160,14 @@ def worker(
         "worker",
         f"--pool={worker_settings.pool}",
         f"--concurrency={worker_settings.concurrency}",
-        # The snapshot queue is read by the micro-batching consumer, not by Celery's own.
-        f"--queues={worker_settings.control_queue}",
+        # The snapshot queue is read by the micro-batching consumer, not by Celery's own
+        # (except in the naive benchmark baseline, where a plain task takes each snapshot).
+        "--queues="
+        + (
+            f"{worker_settings.queue},{worker_settings.control_queue}"
+            if worker_settings.mode == "naive"
+            else worker_settings.control_queue
+        ),
         f"--hostname={hostname}",
         f"--loglevel={_CELERY_LEVELS.get(settings.log_level, settings.log_level)}",
         "--without-mingle",

@@ -289,10 +289,11 @@ class SnapshotConsumer:
             incoming.message.reject(requeue=True)
 
     def _store_with_retry(self, finished: list[Finished]) -> None:
+        # Pollers ask by task id (the snapshot id, for producers that follow the contract).
         outcomes = [
-            (item.snapshot_id, item.outcome.model_dump(mode="json"))
+            (key, item.outcome.model_dump(mode="json"))
             for item in finished
-            if item.snapshot_id
+            if (key := item.incoming.task_id or item.snapshot_id)
         ]
         delay = 0.1
         while True:

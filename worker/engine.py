@@ -154,7 +154,7 @@ class ModelRunner:
         try:
             batch = collate(samples).to(self.device)
             with torch.inference_mode():
-                output = self.model(batch)
+                output: ModelOutput = self.model(batch)
             _require_finite(output, self.version)
             return output.to("cpu").split(batch)
         except ModelError:

@@ -40,6 +40,11 @@ class Incoming:
     _data: dict[str, Any] | None = field(default=None, repr=False)
     _error: InvalidInput | None = field(default=None, repr=False)
 
+    @classmethod
+    def from_task(cls, snapshot: dict[str, Any], headers: Mapping[str, Any]) -> Incoming:
+        """A message already decoded by Celery (the naive one-task-per-snapshot baseline)."""
+        return cls(message=_DecodedTask(dict(headers)), _data=snapshot)
+
     def prepare(self, limits: SecuritySettings) -> None:
         """Decode the body once, on receipt; a refusal is kept for processing."""
         try:
@@ -142,3 +147,12 @@ def _snapshot_argument(body: Any) -> dict[str, Any]:
         reason=DeadLetterReason.SCHEMA_INVALID.value,
         field="<body>",
     )
+
+
+@dataclass
+class _DecodedTask:
+    """Stands where a kombu message would for a task Celery has already decoded."""
+
+    headers: dict[str, Any]
+    body: bytes = b""
+    content_type: str = "application/json"

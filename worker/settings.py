@@ -137,6 +137,11 @@ class WorkerSettings(_Section):
         default=True,
         description="Run the micro-batching snapshot consumer (off: control tasks only).",
     )
+    mode: Literal["batched", "naive"] = Field(
+        default="batched",
+        description="naive: one plain Celery task per snapshot, the design this service "
+        "replaces, kept only as the pipeline benchmark's baseline.",
+    )
 
     @model_validator(mode="after")
     def _limits_ordered(self) -> WorkerSettings:

@@ -10,9 +10,11 @@ def test_the_package_exports_exactly_its_public_surface() -> None:
         "contract",
         "features",
         "gnn",
+        "loader",
         "losses",
         "outputs",
         "pooling",
+        "registry",
         "spec_graph",
         "temporal",
     }

@@ -1,0 +1,406 @@
+"""Commands over :mod:`training` and the model registry: ``train``, ``evaluate``, ``models``.
+
+The root CLI mounts :func:`train` and :func:`evaluate` as commands and :data:`models_app` as
+the ``models`` group (which finds the data directory in the root context's ``Settings``).
+``python -m training.build_models`` and ``python -m training.universality`` run
+:func:`build_models_main` and :func:`universality_main`. Bad input ends a command with one
+line on stderr: exit status 2 for a bad option, 1 for a file or registry that cannot be used.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+if TYPE_CHECKING:
+    from training.train import ProgressCallback
+    from worker.model.registry import DirectoryRegistry
+
+models_app = typer.Typer(
+    name="models",
+    help="Model registry: list, register, activate and roll back model versions.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+_HEADS = (
+    ("fault_macro_f1", "fault F1", "{:.3f}"),
+    ("health_mae", "health MAE", "{:.3f}"),
+    ("rul_mae_hours", "RUL MAE h", "{:.0f}"),
+    ("anomaly_auroc", "anomaly AUROC", "{:.3f}"),
+    ("anomaly_auroc_developed", "AUROC developed", "{:.3f}"),
+)
+SystemsOption = Annotated[
+    list[str] | None,
+    typer.Option("--system", "-s", help="Built-in machine to generate data for; repeatable."),
+]
+DataOption = Annotated[
+    list[Path] | None,
+    typer.Option("--data", help="Run file (.parquet or .csv, docs/data-format.md); repeatable."),
+]
+
+
+def finite_or_none(metrics: Mapping[str, Any]) -> dict[str, Any]:
+    """JSON-ready metrics (``nan`` becomes ``null``)."""
+    from training.metrics import finite_or_none as convert
+
+    return convert(metrics)
+
+
+def _fail(message: str, code: int = 1) -> NoReturn:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+@contextmanager
+def _errors_as_lines() -> Iterator[None]:
+    """Turn the errors a user can cause into one line and an exit status."""
+    from producer.demo import DurationError, FaultSpecError, RunFormatError, UnknownMachineError
+    from worker.errors import ConfigurationError
+
+    try:
+        yield
+    except (UnknownMachineError, DurationError, FaultSpecError) as exc:
+        _fail(str(exc).strip("'\""), 2)
+    except (ConfigurationError, RunFormatError, OSError) as exc:
+        _fail(str(exc))
+
+
+def _hours(text: str) -> float:
+    from producer.demo import parse_duration
+
+    hours = parse_duration(text) / 3600.0
+    if hours <= 0:
+        _fail(f"--generate must be a positive duration, got {text!r}", 2)
+    return hours
+
+
+def _metrics_table(title: str, metrics: Mapping[str, Any]) -> Table:
+    table = Table(title=title)
+    table.add_column("machine")
+    for _, header, _ in _HEADS:
+        table.add_column(header, justify="right")
+    rows = [*sorted(metrics["per_system"].items()), ("all", metrics["overall"])]
+    for system, values in rows:
+        cells = [
+            "n/a" if values.get(key) is None else fmt.format(values[key]) for key, _, fmt in _HEADS
+        ]
+        table.add_row(system, *cells)
+    return table
+
+
+@contextmanager
+def _progress_bar(console: Console) -> Iterator[ProgressCallback]:
+    from training.train import TrainProgress
+
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=console, transient=False) as progress:
+        task = progress.add_task("training", total=None)
+
+        def update(state: TrainProgress) -> None:
+            if state.step == 1 and state.val_loss is None:
+                progress.reset(task, total=state.steps, description=f"epoch {state.epoch}")
+            text = f"epoch {state.epoch}/{state.epochs} loss {state.train_loss:.3f}"
+            if state.val_loss is not None:
+                text += f" val {state.val_loss:.3f} best {state.best_val_loss:.3f}"
+            progress.update(task, completed=state.step, description=text)
+
+        yield update
+
+
+def train(
+    out: Annotated[Path, typer.Option("--out", help="Directory for the checkpoint and metrics.")],
+    system: SystemsOption = None,
+    data: DataOption = None,
+    generate: Annotated[
+        str, typer.Option(help="Simulated hours per --system machine (e.g. 48h).")
+    ] = "48h",
+    seed: Annotated[int, typer.Option(help="Seed of data, initialisation and shuffling.")] = 0,
+    epochs: Annotated[int, typer.Option(min=1, help="Most epochs.")] = 20,
+    name: Annotated[str, typer.Option(help="Model name.")] = "universal",
+    version: Annotated[str | None, typer.Option(help="Model version (default: UTC time).")] = None,
+    stride: Annotated[float, typer.Option(min=1.0, help="Seconds between windows.")] = 240.0,
+    threads: Annotated[int, typer.Option(min=1, help="CPU threads.")] = 2,
+    time_budget: Annotated[
+        float | None, typer.Option(min=1.0, help="Stop after the epoch passing this many seconds.")
+    ] = None,
+) -> None:
+    """Train a model on demo machines (--system) and/or run files (--data).
+
+    Generated data is validated on runs of another seed (seed + 1); every fifth window of
+    the run files validates.
+    """
+    from dataclasses import replace
+
+    from producer.demo import read_run
+    from training.demo_data import describe_files, label_windows
+    from training.pipeline import DataPlan, builtin_specs, contract_for, fit, package
+    from training.pipeline import training_record as record
+    from training.train import TrainConfig
+    from worker.model import ModelConfig
+    from worker.model.loader import CHECKPOINT_SUFFIX
+    from worker.model.registry import check_name, check_version
+
+    console = Console()
+    if not system and not data:
+        _fail("give at least one --system or --data", 2)
+    with _errors_as_lines():
+        check_name(name)
+        tag = check_version(version or datetime.now(UTC).strftime("%Y%m%d.%H%M%S"))
+        systems = list(dict.fromkeys(system or []))
+        hours = _hours(generate)
+        runs = [read_run(path) for path in data or []]
+        specs = list(
+            {s.name: s for s in [*builtin_specs(systems), *(r.spec for r in runs)]}.values()
+        )
+        contract = contract_for(specs)
+        description: dict[str, Any] = {}
+        train_windows, val_windows = [], []
+        if systems:
+            plan = replace(DataPlan(), hours=hours, val_hours=hours / 3, stride_s=stride)
+            plan = replace(plan, seed=seed, val_seed=seed + 1)
+            console.print(f"generating {generate} per machine for {', '.join(systems)}")
+            train_windows += plan.windows(systems, "train", contract)
+            val_windows += plan.windows(systems, "val", contract)
+            description["demo"] = plan.demo(systems, "train").describe()
+        if runs:
+            windows = [w for run in runs for w in label_windows(run, contract, stride_s=stride)]
+            val_windows += windows[::5]
+            train_windows += [window for index, window in enumerate(windows) if index % 5]
+            description["files"] = describe_files(data or [], runs)
+        if not train_windows or not val_windows:
+            _fail("the data is too short for a training and a validation window")
+        config = TrainConfig(epochs=epochs, seed=seed, threads=threads, max_seconds=time_budget)
+        with _progress_bar(console) as progress:
+            fitted = fit(
+                train_windows,
+                val_windows,
+                model_config=ModelConfig(),
+                contract=contract,
+                config=config,
+                progress=progress,
+            )
+        training = record(fitted, config, description, len(train_windows))
+        path = out / f"{name}{CHECKPOINT_SUFFIX}"
+        sha256 = package(fitted, path, name=name, version=tag, specs=specs, training=training)
+        metrics_path = out / f"{name}.metrics.json"
+        metrics_path.write_text(
+            json.dumps(
+                finite_or_none({"validation": fitted.validation, "training": training}), indent=2
+            ),
+            encoding="utf-8",
+        )
+    console.print(_metrics_table("validation metrics", fitted.validation))
+    console.print(
+        f"wrote {path} ({path.stat().st_size / 1024:.0f} KiB, weights sha256 {sha256[:12]}) "
+        f"and {metrics_path}"
+    )
+
+
+def evaluate(
+    checkpoint: Annotated[Path, typer.Argument(help="Checkpoint file (.gnnckpt).")],
+    data: DataOption = None,
+    system: SystemsOption = None,
+    generate: Annotated[str, typer.Option(help="Simulated hours per machine.")] = "12h",
+    seed: Annotated[int, typer.Option(help="Seed of the generated data.")] = 2,
+    stride: Annotated[float, typer.Option(min=1.0, help="Seconds between windows.")] = 480.0,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Also write the metrics here.")
+    ] = None,
+) -> None:
+    """Evaluate a checkpoint on run files or on freshly generated demo data."""
+    from training.demo_data import DemoPlan, demo_windows, file_windows
+    from training.evaluate import evaluate_windows
+    from worker.model.loader import load_checkpoint
+
+    console = Console()
+    with _errors_as_lines():
+        loaded = load_checkpoint(checkpoint)
+        if data:
+            windows, _ = file_windows(data, loaded.contract, stride_s=stride)
+        else:
+            systems = list(dict.fromkeys(system or sorted(loaded.metadata.systems)))
+            plan = DemoPlan(tuple(systems), _hours(generate), seed=seed, max_run_hours=4.0)
+            windows = demo_windows(plan.recipes(), loaded.contract, stride_s=stride)
+        if not windows:
+            _fail("the data is too short for one window")
+        metrics = evaluate_windows(loaded.model, windows)
+        if json_out is not None:
+            json_out.write_text(json.dumps(finite_or_none(metrics), indent=2), encoding="utf-8")
+    title = f"{loaded.name} {loaded.version} on {len(windows)} windows"
+    console.print(_metrics_table(title, metrics))
+
+
+def _registry(ctx: typer.Context) -> DirectoryRegistry:
+    from worker.model.registry import DirectoryRegistry
+    from worker.settings import Settings
+
+    settings = ctx.find_root().obj
+    if not isinstance(settings, Settings):
+        _fail("no settings in the command context (run through gnn-service)", 2)
+    return DirectoryRegistry(settings.data_dir / "models")
+
+
+@models_app.command("list")
+def models_list(
+    ctx: typer.Context,
+    name: Annotated[str | None, typer.Argument(help="Only this model.")] = None,
+) -> None:
+    """List registered model versions and the bundled checkpoints."""
+    from worker.model.registry import bundled_checkpoints
+
+    with _errors_as_lines(), _registry(ctx) as registry:
+        versions = registry.list_versions(name)
+        table = Table(title=f"models in {registry.root}")
+        for column in ("name", "version", "status", "created", "sha256", "size KiB"):
+            table.add_column(column, justify="right" if column == "size KiB" else "left")
+        for item in versions:
+            table.add_row(
+                item.name,
+                item.version,
+                item.status.value,
+                item.created_at,
+                item.sha256[:12],
+                f"{item.size_bytes / 1024:.0f}",
+            )
+        console = Console()
+        console.print(table if versions else f"no registered models in {registry.root}")
+        for bundled, path in bundled_checkpoints().items():
+            if name is None or bundled == name:
+                console.print(f"bundled: {bundled} ({path})")
+
+
+@models_app.command("register")
+def models_register(
+    ctx: typer.Context,
+    path: Annotated[Path, typer.Argument(help="Checkpoint file (.gnnckpt).")],
+    name: Annotated[str | None, typer.Option(help="Name (default: the checkpoint's).")] = None,
+    version: Annotated[
+        str | None, typer.Option(help="Version (default: the checkpoint's).")
+    ] = None,
+) -> None:
+    """Verify a checkpoint and copy it into the registry as staged."""
+    with _errors_as_lines(), _registry(ctx) as registry:
+        item = registry.register(path, name=name, version=version)
+    typer.echo(f"registered {item.name} {item.version} ({item.status.value}) at {item.path}")
+
+
+@models_app.command("activate")
+def models_activate(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Model name.")],
+    version: Annotated[str, typer.Argument(help="Version to serve.")],
+) -> None:
+    """Make VERSION the active version of NAME (workers switch between batches)."""
+    with _errors_as_lines(), _registry(ctx) as registry:
+        item = registry.activate(name, version)
+    typer.echo(f"activated {item.name} {item.version}")
+
+
+@models_app.command("rollback")
+def models_rollback(
+    ctx: typer.Context, name: Annotated[str, typer.Argument(help="Model name.")]
+) -> None:
+    """Re-activate the previously active version of NAME; the current one is retired."""
+    with _errors_as_lines(), _registry(ctx) as registry:
+        item = registry.rollback(name)
+    typer.echo(f"rolled back {item.name} to {item.version}")
+
+
+def build_models_command(
+    quick: Annotated[
+        bool, typer.Option(help="A small, fast build to check the pipeline (not for shipping).")
+    ] = False,
+    holdout: Annotated[
+        list[str] | None, typer.Option(help="Universality hold-out machine; repeatable.")
+    ] = None,
+) -> None:
+    """Rebuild worker/model/bundled/universal.gnnckpt and docs/models.md from fixed seeds."""
+    from training.build_models import BuildPlan, build
+
+    console = Console()
+    plan = BuildPlan() if not quick else _quick_plan()
+    if holdout:
+        plan = BuildPlan(**{**plan.__dict__, "holdouts": tuple(holdout)})
+    with _errors_as_lines(), _progress_bar(console) as progress:
+        report = build(plan, say=console.print, progress=progress)
+    console.print(_metrics_table("unseen seed", report["test"]))
+    for result in report["universality"]:
+        metrics = result["metrics"]
+        console.print(
+            f"universality: {result['holdout']} never seen: anomaly AUROC "
+            f"{metrics['anomaly_auroc']}, fault F1 {metrics['fault_macro_f1']}"
+        )
+    console.print(f"build took {report['timings_s']['total']:.0f} s")
+
+
+def _quick_plan() -> Any:
+    from training.build_models import BuildPlan
+    from training.pipeline import DataPlan
+    from training.train import TrainConfig
+
+    data = DataPlan(hours=12.0, val_hours=6.0, test_hours=6.0, max_run_hours=2.0)
+    fast = TrainConfig(epochs=2, level_corruption=0.2)
+    return BuildPlan(data=data, train=fast, universality_data=data, universality_train=fast)
+
+
+def universality_command(
+    holdout: Annotated[list[str], typer.Option(help="Machine never seen in training.")],
+    out: Annotated[Path | None, typer.Option(help="Write the results as JSON here.")] = None,
+) -> None:
+    """Train on all demo machines but HOLDOUT; report metrics on HOLDOUT."""
+    from training.build_models import BuildPlan
+    from training.universality import holdout_experiment
+
+    plan = BuildPlan()
+    console = Console()
+    results = []
+    with _errors_as_lines():
+        for machine in holdout:
+            with _progress_bar(console) as progress:
+                results.append(
+                    holdout_experiment(
+                        machine,
+                        data=plan.universality_data,
+                        model_config=plan.model,
+                        train_config=plan.universality_train,
+                        progress=progress,
+                    )
+                )
+            console.print(_metrics_table(f"{machine}, never seen", _as_table(results[-1])))
+    if out is not None:
+        out.write_text(json.dumps(finite_or_none({"results": results}), indent=2), "utf-8")
+
+
+def _as_table(result: Mapping[str, Any]) -> dict[str, Any]:
+    return {"per_system": {result["holdout"]: result["metrics"]}, "overall": result["metrics"]}
+
+
+def build_models_main(argv: Sequence[str] | None = None) -> None:
+    """Entry point of ``python -m training.build_models``."""
+    _single(build_models_command, "python -m training.build_models", argv)
+
+
+def universality_main(argv: Sequence[str] | None = None) -> None:
+    """Entry point of ``python -m training.universality``."""
+    _single(universality_command, "python -m training.universality", argv)
+
+
+def _single(command: Any, name: str, argv: Sequence[str] | None) -> None:
+    app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+    app.command()(command)
+    app(args=list(argv) if argv is not None else None, prog_name=name)
