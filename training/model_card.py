@@ -17,6 +17,34 @@ _COLUMNS = (
 )
 
 
+_FORMAT = (
+    "## Checkpoints and the registry",
+    "",
+    "A checkpoint (`.gnnckpt`, `worker/model/loader.py`) is one file: the magic bytes",
+    "`GNNCKPT\\0`, the manifest's length (8 bytes, little-endian) and SHA-256 (32 bytes), the",
+    "manifest (UTF-8 JSON: format and version, name, version, created_at, library versions,",
+    "model config, feature contract with the residual scales, machines and their fault",
+    "vocabularies, training data, metrics, and the weights' size and SHA-256), then the",
+    "weights (`torch.save` of the state dict, read with `torch.load(weights_only=True)`).",
+    "A truncated, corrupt, tampered or incompatible file is refused with a `CheckpointError`",
+    "that names the problem.",
+    "",
+    "```console",
+    "$ gnn-service train --system excavator --generate 48h --out out/",
+    "$ gnn-service evaluate out/universal.gnnckpt --system excavator --generate 12h --seed 9",
+    "$ gnn-service models register out/universal.gnnckpt --version 1.1.0",
+    "$ gnn-service models activate universal 1.1.0   # workers switch between batches",
+    "$ gnn-service models rollback universal         # back to the previous active version",
+    "$ gnn-service models list",
+    "```",
+    "",
+    "The registry lives in `<data_dir>/models` (`registry.json`, replaced atomically under a",
+    "file lock, and one directory per model name). With no active version a worker serves",
+    "the bundled checkpoint.",
+    "",
+)
+
+
 def _number(value: Any, digits: int) -> str:
     if value is None:
         return "n/a"
@@ -120,6 +148,7 @@ def render_model_card(report: Mapping[str, Any]) -> str:
         "- On a machine never seen in training, fault classes are new; only the anomaly score is",
         "  meant to transfer (see the universality table).",
         "",
+        *_FORMAT,
     ]
     return "\n".join(lines)
 

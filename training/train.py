@@ -60,10 +60,8 @@ class TrainConfig:
         type_dropout: Probability of hiding a component's type in a training batch.
         grad_clip: Largest gradient norm.
         rul_log_var_floor: Soft floor of the remaining-life log-variance in the loss.
-        rul_likelihood: ``laplace`` (the predicted life is the median: remaining life is
-            bimodal, failing soon or never, and a median is what an error in hours rewards)
-            or ``gaussian`` (the mean of ``log1p`` hours, as ``model_loss``). Either way the
-            predicted log-variance is that of ``log1p`` hours.
+        rul_faulty_weighted: Weigh components with an active fault ``faulty_weight`` times in
+            the remaining-life term too.
         level_corruption: Probability of shifting a healthy sensor's input steps (not its
             forecast target) by a random level in a training batch, so that the forecaster
             learns the level its neighbours imply and its residual grows where a fault moves
@@ -86,7 +84,7 @@ class TrainConfig:
     type_dropout: float = 0.2
     grad_clip: float = 1.0
     rul_log_var_floor: float = -2.0
-    rul_likelihood: str = "laplace"
+    rul_faulty_weighted: bool = True
     level_corruption: float = 0.2
     corrupted_fraction: float = 0.5
     max_seconds: float | None = None
@@ -184,16 +182,12 @@ def training_loss(
     log_var = floor + torch.nn.functional.softplus(output.rul_log_var - floor)
     target = torch.log1p(targets.rul_hours.clamp_min(0.0))
     error = torch.log1p(output.rul_hours) - target
-    if config.rul_likelihood == "laplace":
-        # Laplace with the same variance (b = sigma / sqrt 2): its centre is the median.
-        rul_nll = 0.5 * log_var + math.sqrt(2.0) * error.abs() * torch.exp(-0.5 * log_var)
-    else:
-        rul_nll = 0.5 * (log_var + error**2 * torch.exp(-log_var))
-    rul = (rul_nll * targets.rul_valid).sum() / targets.rul_valid.sum().clamp_min(1)
-    rul_abs = (error.abs() * targets.rul_valid).sum() / targets.rul_valid.sum().clamp_min(1)
-
+    rul_nll = 0.5 * (log_var + error**2 * torch.exp(-log_var))
     faulty = (targets.fault_index > 0).to(batch.x.dtype)
     weight = 1.0 + (config.faulty_weight - 1.0) * faulty
+    rul_weight = (weight if config.rul_faulty_weighted else torch.ones_like(weight)) * targets.rul_valid
+    rul = (rul_nll * rul_weight).sum() / rul_weight.sum().clamp_min(1e-6)
+    rul_abs = (error.abs() * rul_weight).sum() / rul_weight.sum().clamp_min(1e-6)
     fault = (weight * -fault_log_prob(output, batch, targets.fault_index)).sum() / weight.sum()
 
     total = terms["total"] + weights.forecast * forecast + weights.fault * fault

@@ -212,35 +212,23 @@ def ping(
 @app.command()
 def run(
     ctx: typer.Context,
-    pings: Annotated[int, typer.Option(min=1, help="Round trips to show.")] = 5,
+    duration: Annotated[
+        float, typer.Option(min=5, help="Seconds to stream the demo machines.")
+    ] = 40.0,
 ) -> None:
-    """Start a worker on the current settings, show it answering, then stop it."""
-    from worker.app import TASK_PING, create_app
+    """Start a worker and diagnose the four demo machines live, faults developing."""
+    from rich.console import Console
+
     from worker.db.migrate import upgrade
-    from worker.launcher import WorkerProcess
-    from worker.messages import CORRELATION_HEADER
+    from worker.demo_run import run_demo
 
     settings = _settings(ctx)
     upgrade(settings.database_url)
-    celery_app = create_app(settings)
-    log_path = settings.data_dir / "logs" / "worker-run.log"
-    process = WorkerProcess(env={}, hostname="gnn-run@%h", log_path=log_path)
-    typer.echo(f"starting a worker (log: {log_path})")
-    process.start()
-    try:
-        process.wait_ready(timeout_s=settings.worker.process_init_timeout_s + 30)
-        typer.echo(f"worker ready; health endpoint {process.base_url}/readyz")
-        for number in range(1, pings + 1):
-            started = time.perf_counter()
-            result = celery_app.send_task(TASK_PING, headers={CORRELATION_HEADER: f"run-{number}"})
-            answer = result.get(timeout=30)
-            typer.echo(
-                f"ping {number}: pong from {answer['hostname']} in "
-                f"{(time.perf_counter() - started) * 1000:.1f} ms"
-            )
-    finally:
-        code = process.stop()
-        typer.echo(f"worker stopped (exit {code})")
+    shown = run_demo(settings, duration_s=duration, console=Console())
+    if shown == 0:
+        typer.echo("no diagnosis arrived", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"{shown} diagnoses")
 
 
 def main() -> None:

@@ -1,5 +1,9 @@
 """Model outputs to a Diagnosis: statuses from thresholds, top faults, the RUL interval and
 the sensors and connections that explain each component's result.
+
+The records are built with ``model_construct`` (no validation): this runs for every snapshot
+on the hot path, every value is produced here and clamped to its schema's range, and a test
+validates the output of this module against the schema.
 """
 
 from __future__ import annotations
@@ -109,7 +113,7 @@ def diagnose(
         anomaly = max(0.0, float(values.component_anomaly[c]))
         health = _unit(values.health[c])
         components.append(
-            ComponentDiagnosis(
+            ComponentDiagnosis.model_construct(
                 component_id=component_id,
                 health=health,
                 status=status_of(health, anomaly, fault_probability, rules),
@@ -128,7 +132,7 @@ def diagnose(
         warnings.append(f"no readings for sensors: {', '.join(sample.missing_sensors)}")
     if sample.nonfinite_count:
         warnings.append(f"{sample.nonfinite_count} NaN or infinite readings were masked")
-    return Diagnosis(
+    return Diagnosis.model_construct(
         snapshot_id=snapshot.snapshot_id,
         system_id=snapshot.system_id,
         model_version=model_version,
@@ -149,7 +153,7 @@ def _remaining_life(values: _Arrays, c: int) -> RemainingLife:
     hours = max(0.0, float(values.rul[c]))
     low = min(hours, max(0.0, float(values.rul_low[c])))
     high = max(hours, float(values.rul_high[c]))
-    return RemainingLife(hours=hours, low_hours=low, high_hours=high)
+    return RemainingLife.model_construct(hours=hours, low_hours=low, high_hours=high)
 
 
 def _top_sensors(
@@ -159,7 +163,10 @@ def _top_sensors(
     # and how much the component's embedding rests on it (attention).
     scores = values.sensor_anomaly[nodes] * (0.5 + values.attention[nodes])
     order = np.argsort(-scores, kind="stable")[:k]
-    return [Contribution(id=sensor_ids[nodes[i]], score=float(max(0.0, scores[i]))) for i in order]
+    return [
+        Contribution.model_construct(id=sensor_ids[nodes[i]], score=float(max(0.0, scores[i])))
+        for i in order
+    ]
 
 
 def _top_connections(
@@ -177,6 +184,10 @@ def _top_connections(
             continue
         other = connection.target if connection.source == component_id else connection.source
         score = float(max(0.0, values.component_anomaly[component_index[other]]))
-        scored.append(Contribution(id=f"{connection.source}->{connection.target}", score=score))
+        scored.append(
+            Contribution.model_construct(
+                id=f"{connection.source}->{connection.target}", score=score
+            )
+        )
     scored.sort(key=lambda item: -item.score)
     return scored[:k]

@@ -160,7 +160,7 @@ class BatchingSettings(_Section):
         default=50, ge=1, le=10_000, description="Oldest message's longest wait in a batch."
     )
     max_batch_snapshots: int = Field(
-        default=64, ge=1, le=4_096, description="Snapshots in one batch."
+        default=32, ge=1, le=4_096, description="Snapshots in one batch."
     )
     max_batch_nodes: int = Field(
         default=8_192, ge=1, le=1_000_000, description="Sensor nodes in one batch, all graphs."

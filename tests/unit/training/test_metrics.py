@@ -80,4 +80,9 @@ def test_rul_error_caps_both_sides_before_comparing() -> None:
 
 def test_non_finite_metrics_become_json_null_at_any_depth() -> None:
     metrics = {"a": math.nan, "b": {"c": math.inf, "d": 1.5}, "e": [math.nan, 2], "f": 3}
-    assert finite_or_none(metrics) == {"a": None, "b": {"c": None, "d": 1.5}, "e": [None, 2], "f": 3}
+    assert finite_or_none(metrics) == {
+        "a": None,
+        "b": {"c": None, "d": 1.5},
+        "e": [None, 2],
+        "f": 3,
+    }

@@ -140,7 +140,9 @@ def test_models_commands_register_activate_list_and_roll_back(
     assert (tmp_path / "data" / "models" / "universal" / "8.gnnckpt").is_file()
 
     assert _invoke(tmp_path, "models", "activate", "universal", "7").exit_code == 0
-    assert "activated universal 8" in _invoke(tmp_path, "models", "activate", "universal", "8").stdout
+    assert (
+        "activated universal 8" in _invoke(tmp_path, "models", "activate", "universal", "8").stdout
+    )
     listing = _invoke(tmp_path, "models", "list")
     assert listing.exit_code == 0
     assert "retired" in listing.stdout and "active" in listing.stdout

@@ -41,7 +41,9 @@ def test_windows_are_labelled_at_their_last_step_with_the_batch_fault_convention
 ) -> None:
     spec = leak_run.spec
     pump = spec.component_index["main_pump"]
-    affected = {spec.sensor_index[s] for s in spec.fault_mode("pump_internal_leak").affected_sensors}
+    affected = {
+        spec.sensor_index[s] for s in spec.fault_mode("pump_internal_leak").affected_sensors
+    }
     onset_window = 10  # windows end at 59 s, 119 s, ...: the 10th ends at 659 s > 600 s
     before, after = leak_windows[onset_window - 1], leak_windows[onset_window]
 

@@ -26,3 +26,50 @@ def test_status_follows_the_configured_thresholds(
 def test_thresholds_are_settings() -> None:
     strict = DiagnosisSettings(warning_health=0.99, critical_health=0.9)
     assert status_of(0.95, 0.1, 0.0, strict) == "warning"
+
+
+def test_diagnoses_built_without_validation_still_satisfy_the_schema() -> None:
+    from datetime import UTC, datetime
+
+    import torch
+
+    from producer.demo.catalog import builtin_spec
+    from producer.demo.generator import generate
+    from producer.demo.windows import windows
+    from schemas import Diagnosis, Timings
+    from worker.engine import ModelRunner
+    from worker.model import FeatureContract, ModelConfig, UniversalTemporalGNN, encode_window
+    from worker.postprocess import diagnose
+
+    torch.manual_seed(0)
+    contract = FeatureContract()
+    runner = ModelRunner(
+        model=UniversalTemporalGNN(ModelConfig(hidden=16, heads=2), contract),
+        contract=contract,
+        version="test:1",
+        device=torch.device("cpu"),
+    )
+    spec = builtin_spec("industrial_robot")
+    run = generate(spec, duration_s=120, seed=4, faults=["gearbox_wear@30s:step"])
+    _, snapshot = next(windows(run, 60, 60))
+    sample = encode_window(
+        runner.specs.get(spec), snapshot.window.readings, snapshot.window.sample_rate_hz, contract
+    )
+    (output,), _ = runner.forward([sample])
+    built = diagnose(
+        snapshot=snapshot,
+        spec=spec,
+        sample=sample,
+        output=output,
+        model_version=runner.version,
+        rules=DiagnosisSettings(),
+        created_at=datetime.now(UTC),
+        timings=Timings(),
+    )
+    validated = Diagnosis.model_validate(built.model_dump(mode="json"))
+    assert [c.component_id for c in validated.components] == list(spec.component_ids)
+    for component in validated.components:
+        assert abs(sum(component.fault_probabilities.values()) - 1.0) < 1e-4
+        assert component.rul is not None
+        assert component.rul.low_hours <= component.rul.hours <= component.rul.high_hours
+        assert len(component.top_sensors) <= 3
