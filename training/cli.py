@@ -2,15 +2,16 @@
 
 The root CLI mounts :func:`train` and :func:`evaluate` as commands and :data:`models_app` as
 the ``models`` group (which finds the data directory in the root context's ``Settings``).
-``python -m training.build_models`` and ``python -m training.universality`` run
-:func:`build_models_main` and :func:`universality_main`. Bad input ends a command with one
-line on stderr: exit status 2 for a bad option, 1 for a file or registry that cannot be used.
+Bad input ends a command with one line on stderr: exit status 2 for a bad option, 1 for a
+file or registry that cannot be used. The entry points of ``python -m
+training.build_models`` and ``python -m training.universality`` are in
+:mod:`training.build_cli`.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -62,8 +63,9 @@ def _fail(message: str, code: int = 1) -> NoReturn:
 
 
 @contextmanager
-def _errors_as_lines() -> Iterator[None]:
-    """Turn the errors a user can cause into one line and an exit status."""
+def errors_as_lines() -> Iterator[None]:
+    """Turn the errors a user can cause into one line on stderr and an exit status (2 for a
+    bad option value, 1 for a file, checkpoint or registry that cannot be used)."""
     from producer.demo import DurationError, FaultSpecError, RunFormatError, UnknownMachineError
     from worker.errors import ConfigurationError
 
@@ -84,7 +86,8 @@ def _hours(text: str) -> float:
     return hours
 
 
-def _metrics_table(title: str, metrics: Mapping[str, Any]) -> Table:
+def metrics_table(title: str, metrics: Mapping[str, Any]) -> Table:
+    """The headline metrics per machine and overall, from :func:`evaluate_windows` output."""
     table = Table(title=title)
     table.add_column("machine")
     for _, header, _ in _HEADS:
@@ -99,7 +102,8 @@ def _metrics_table(title: str, metrics: Mapping[str, Any]) -> Table:
 
 
 @contextmanager
-def _progress_bar(console: Console) -> Iterator[ProgressCallback]:
+def progress_bar(console: Console) -> Iterator[ProgressCallback]:
+    """A rich progress bar, as a training progress callback."""
     from training.train import TrainProgress
 
     columns = (
@@ -158,7 +162,7 @@ def train(
     console = Console()
     if not system and not data:
         _fail("give at least one --system or --data", 2)
-    with _errors_as_lines():
+    with errors_as_lines():
         check_name(name)
         tag = check_version(version or datetime.now(UTC).strftime("%Y%m%d.%H%M%S"))
         systems = list(dict.fromkeys(system or []))
@@ -185,7 +189,7 @@ def train(
         if not train_windows or not val_windows:
             _fail("the data is too short for a training and a validation window")
         config = TrainConfig(epochs=epochs, seed=seed, threads=threads, max_seconds=time_budget)
-        with _progress_bar(console) as progress:
+        with progress_bar(console) as progress:
             fitted = fit(
                 train_windows,
                 val_windows,
@@ -204,7 +208,7 @@ def train(
             ),
             encoding="utf-8",
         )
-    console.print(_metrics_table("validation metrics", fitted.validation))
+    console.print(metrics_table("validation metrics", fitted.validation))
     console.print(
         f"wrote {path} ({path.stat().st_size / 1024:.0f} KiB, weights sha256 {sha256[:12]}) "
         f"and {metrics_path}"
@@ -228,7 +232,7 @@ def evaluate(
     from worker.model.loader import load_checkpoint
 
     console = Console()
-    with _errors_as_lines():
+    with errors_as_lines():
         loaded = load_checkpoint(checkpoint)
         if data:
             windows, _ = file_windows(data, loaded.contract, stride_s=stride)
@@ -242,7 +246,7 @@ def evaluate(
         if json_out is not None:
             json_out.write_text(json.dumps(finite_or_none(metrics), indent=2), encoding="utf-8")
     title = f"{loaded.name} {loaded.version} on {len(windows)} windows"
-    console.print(_metrics_table(title, metrics))
+    console.print(metrics_table(title, metrics))
 
 
 def _registry(ctx: typer.Context) -> DirectoryRegistry:
@@ -263,7 +267,7 @@ def models_list(
     """List registered model versions and the bundled checkpoints."""
     from worker.model.registry import bundled_checkpoints
 
-    with _errors_as_lines(), _registry(ctx) as registry:
+    with errors_as_lines(), _registry(ctx) as registry:
         versions = registry.list_versions(name)
         table = Table(title=f"models in {registry.root}")
         for column in ("name", "version", "status", "created", "sha256", "size KiB"):
@@ -294,7 +298,7 @@ def models_register(
     ] = None,
 ) -> None:
     """Verify a checkpoint and copy it into the registry as staged."""
-    with _errors_as_lines(), _registry(ctx) as registry:
+    with errors_as_lines(), _registry(ctx) as registry:
         item = registry.register(path, name=name, version=version)
     typer.echo(f"registered {item.name} {item.version} ({item.status.value}) at {item.path}")
 
@@ -306,7 +310,7 @@ def models_activate(
     version: Annotated[str, typer.Argument(help="Version to serve.")],
 ) -> None:
     """Make VERSION the active version of NAME (workers switch between batches)."""
-    with _errors_as_lines(), _registry(ctx) as registry:
+    with errors_as_lines(), _registry(ctx) as registry:
         item = registry.activate(name, version)
     typer.echo(f"activated {item.name} {item.version}")
 
@@ -316,91 +320,6 @@ def models_rollback(
     ctx: typer.Context, name: Annotated[str, typer.Argument(help="Model name.")]
 ) -> None:
     """Re-activate the previously active version of NAME; the current one is retired."""
-    with _errors_as_lines(), _registry(ctx) as registry:
+    with errors_as_lines(), _registry(ctx) as registry:
         item = registry.rollback(name)
     typer.echo(f"rolled back {item.name} to {item.version}")
-
-
-def build_models_command(
-    quick: Annotated[
-        bool, typer.Option(help="A small, fast build to check the pipeline (not for shipping).")
-    ] = False,
-    holdout: Annotated[
-        list[str] | None, typer.Option(help="Universality hold-out machine; repeatable.")
-    ] = None,
-) -> None:
-    """Rebuild worker/model/bundled/universal.gnnckpt and docs/models.md from fixed seeds."""
-    from training.build_models import BuildPlan, build
-
-    console = Console()
-    plan = BuildPlan() if not quick else _quick_plan()
-    if holdout:
-        plan = BuildPlan(**{**plan.__dict__, "holdouts": tuple(holdout)})
-    with _errors_as_lines(), _progress_bar(console) as progress:
-        report = build(plan, say=console.print, progress=progress)
-    console.print(_metrics_table("unseen seed", report["test"]))
-    for result in report["universality"]:
-        metrics = result["metrics"]
-        console.print(
-            f"universality: {result['holdout']} never seen: anomaly AUROC "
-            f"{metrics['anomaly_auroc']}, fault F1 {metrics['fault_macro_f1']}"
-        )
-    console.print(f"build took {report['timings_s']['total']:.0f} s")
-
-
-def _quick_plan() -> Any:
-    from training.build_models import BuildPlan
-    from training.pipeline import DataPlan
-    from training.train import TrainConfig
-
-    data = DataPlan(hours=12.0, val_hours=6.0, test_hours=6.0, max_run_hours=2.0)
-    fast = TrainConfig(epochs=2, level_corruption=0.2)
-    return BuildPlan(data=data, train=fast, universality_data=data, universality_train=fast)
-
-
-def universality_command(
-    holdout: Annotated[list[str], typer.Option(help="Machine never seen in training.")],
-    out: Annotated[Path | None, typer.Option(help="Write the results as JSON here.")] = None,
-) -> None:
-    """Train on all demo machines but HOLDOUT; report metrics on HOLDOUT."""
-    from training.build_models import BuildPlan
-    from training.universality import holdout_experiment
-
-    plan = BuildPlan()
-    console = Console()
-    results = []
-    with _errors_as_lines():
-        for machine in holdout:
-            with _progress_bar(console) as progress:
-                results.append(
-                    holdout_experiment(
-                        machine,
-                        data=plan.universality_data,
-                        model_config=plan.model,
-                        train_config=plan.universality_train,
-                        progress=progress,
-                    )
-                )
-            console.print(_metrics_table(f"{machine}, never seen", _as_table(results[-1])))
-    if out is not None:
-        out.write_text(json.dumps(finite_or_none({"results": results}), indent=2), "utf-8")
-
-
-def _as_table(result: Mapping[str, Any]) -> dict[str, Any]:
-    return {"per_system": {result["holdout"]: result["metrics"]}, "overall": result["metrics"]}
-
-
-def build_models_main(argv: Sequence[str] | None = None) -> None:
-    """Entry point of ``python -m training.build_models``."""
-    _single(build_models_command, "python -m training.build_models", argv)
-
-
-def universality_main(argv: Sequence[str] | None = None) -> None:
-    """Entry point of ``python -m training.universality``."""
-    _single(universality_command, "python -m training.universality", argv)
-
-
-def _single(command: Any, name: str, argv: Sequence[str] | None) -> None:
-    app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
-    app.command()(command)
-    app(args=list(argv) if argv is not None else None, prog_name=name)

@@ -1,18 +1,14 @@
 """The CPU training loop: AdamW on shuffled mini-batches, early stopping, residual scales.
 
 Training is seeded and deterministic on one machine: the same windows, config and seed give
-the same weights. The loss is :func:`worker.model.model_loss` for health and remaining
-useful life, with two changes made here, where the training data is known:
-
-- the forecasting term only counts sensors no active fault affects, so the forecaster
-  learns normal behaviour and its residual (the anomaly score) grows where a fault acts;
-- the fault term weighs components with an active fault ``faulty_weight`` times, because
-  almost every component of almost every window is normal.
-
-Component types are dropped to the "unknown" bucket at random (``type_dropout``) so that
-the model also works on machines whose component types it never saw. After training, the
-per-sensor-kind residual scales are fitted on healthy training windows, so that anomaly
-scores are about 1 in normal operation, and stored in the returned contract.
+the same weights. Each step minimises :func:`training.objective.training_loss` on a batch
+whose component types are partly hidden (:func:`training.augment.hide_component_types`),
+so that the model also works on machines whose component types it never saw; a share of
+the steps trains the forecaster alone on level-shifted inputs
+(:func:`training.augment.shift_levels`). Early stopping keeps the weights of the epoch with
+the best validation ``selection`` loss. Afterwards the per-sensor-kind residual scales are
+fitted on healthy training windows (:func:`training.residual_scale.fit_residual_scale`),
+so that anomaly scores are about 1 in normal operation, and stored in the returned contract.
 """
 
 from __future__ import annotations
@@ -22,25 +18,15 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Final
 
 import numpy as np
 import torch
-from torch import Tensor
 
-from training.demo_data import LabelledBatch, LabelledWindow, collate_labelled
-from worker.model import (
-    FeatureContract,
-    LossWeights,
-    ModelConfig,
-    ModelOutput,
-    UniversalTemporalGNN,
-    model_loss,
-)
-from worker.model.contract import UNKNOWN_COMPONENT_TYPE
-from worker.model.losses import fault_log_prob
-
-_MIN_SCALE: Final = 1e-4
+from training.augment import hide_component_types, shift_levels
+from training.demo_data import LabelledWindow, collate_labelled
+from training.objective import LossConfig, training_loss
+from training.residual_scale import fit_residual_scale
+from worker.model import FeatureContract, ModelConfig, UniversalTemporalGNN
 
 
 @dataclass(frozen=True)
@@ -55,13 +41,9 @@ class TrainConfig:
         patience: Epochs without a better validation loss before stopping.
         seed: Seed of initialisation, shuffling, dropout and type dropout.
         threads: Torch intra-op threads while training.
-        loss_weights: Weights of the loss terms.
-        faulty_weight: Weight of components with an active fault in the fault term.
+        loss: The objective's weights (:class:`training.objective.LossConfig`).
         type_dropout: Probability of hiding a component's type in a training batch.
         grad_clip: Largest gradient norm.
-        rul_log_var_floor: Soft floor of the remaining-life log-variance in the loss.
-        rul_faulty_weighted: Weigh components with an active fault ``faulty_weight`` times in
-            the remaining-life term too.
         level_corruption: Probability of shifting a healthy sensor's input steps (not its
             forecast target) by a random level in a training batch, so that the forecaster
             learns the level its neighbours imply and its residual grows where a fault moves
@@ -79,12 +61,9 @@ class TrainConfig:
     patience: int = 5
     seed: int = 0
     threads: int = 2
-    loss_weights: LossWeights = field(default_factory=LossWeights)
-    faulty_weight: float = 4.0
+    loss: LossConfig = field(default_factory=LossConfig)
     type_dropout: float = 0.2
     grad_clip: float = 1.0
-    rul_log_var_floor: float = -2.0
-    rul_faulty_weighted: bool = True
     level_corruption: float = 0.2
     corrupted_fraction: float = 0.5
     max_seconds: float | None = None
@@ -157,54 +136,6 @@ class TrainResult:
     def best_val_loss(self) -> float:
         """Validation loss of the kept weights."""
         return self.history[self.best_epoch - 1].val_loss
-
-
-def training_loss(
-    output: ModelOutput, labelled: LabelledBatch, config: TrainConfig
-) -> dict[str, Tensor]:
-    """The loss terms of the module docstring and their weighted total.
-
-    Shapes:
-        every returned tensor: scalar.
-    """
-    batch, targets, weights = labelled.batch, labelled.targets, config.loss_weights
-    terms = model_loss(output, batch, targets, replace(weights, forecast=0.0, fault=0.0, rul=0.0))
-
-    horizon = output.forecast.shape[1]
-    healthy = (~labelled.sensor_label).to(batch.x.dtype)[:, None]
-    mask = batch.mask[:, -horizon:] * healthy
-    squared = (output.forecast - batch.x[:, -horizon:]) ** 2
-    forecast = (squared * mask).sum() / mask.sum().clamp_min(1.0)
-
-    # The spread of remaining life cannot be read from one window; a floor on the predicted
-    # log-variance keeps the Gaussian likelihood from rewarding memorised certainty.
-    floor = config.rul_log_var_floor
-    log_var = floor + torch.nn.functional.softplus(output.rul_log_var - floor)
-    target = torch.log1p(targets.rul_hours.clamp_min(0.0))
-    error = torch.log1p(output.rul_hours) - target
-    rul_nll = 0.5 * (log_var + error**2 * torch.exp(-log_var))
-    faulty = (targets.fault_index > 0).to(batch.x.dtype)
-    weight = 1.0 + (config.faulty_weight - 1.0) * faulty
-    rul_weight = (weight if config.rul_faulty_weighted else torch.ones_like(weight)) * targets.rul_valid
-    rul = (rul_nll * rul_weight).sum() / rul_weight.sum().clamp_min(1e-6)
-    rul_abs = (error.abs() * rul_weight).sum() / rul_weight.sum().clamp_min(1e-6)
-    fault = (weight * -fault_log_prob(output, batch, targets.fault_index)).sum() / weight.sum()
-
-    total = terms["total"] + weights.forecast * forecast + weights.fault * fault
-    total = total + weights.rul * rul
-    # Early stopping reads the absolute log error of remaining life instead of its likelihood:
-    # one confident miss must not outweigh every other head.
-    selection = terms["total"] + weights.forecast * forecast + weights.fault * fault
-    selection = selection + weights.rul * rul_abs
-    return {
-        **terms,
-        "forecast": forecast,
-        "fault": fault,
-        "rul": rul,
-        "rul_abs_log_error": rul_abs,
-        "total": total,
-        "selection": selection,
-    }
 
 
 def train_model(
@@ -284,14 +215,14 @@ def _train(
             chunk = [
                 train_windows[i] for i in order[step * config.batch_size :][: config.batch_size]
             ]
-            labelled = _hide_types(collate_labelled(chunk), config.type_dropout, rng)
+            labelled = hide_component_types(collate_labelled(chunk), config.type_dropout, rng)
             if config.level_corruption > 0 and rng.random() < config.corrupted_fraction:
                 # A forecasting-only step: the other heads never learn from shifted inputs.
-                labelled = _shift_levels(labelled, config.level_corruption, contract, rng)
-                terms = training_loss(model(labelled.batch), labelled, config)
-                loss = config.loss_weights.forecast * terms["forecast"]
+                labelled = shift_levels(labelled, config.level_corruption, contract, rng)
+                terms = training_loss(model(labelled.batch), labelled, config.loss)
+                loss = config.loss.weights.forecast * terms["forecast"]
             else:
-                loss = training_loss(model(labelled.batch), labelled, config)["total"]
+                loss = training_loss(model(labelled.batch), labelled, config.loss)["total"]
             optimiser.zero_grad(set_to_none=True)
             loss.backward()  # type: ignore[no-untyped-call]
             torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
@@ -346,36 +277,6 @@ def _train(
     )
 
 
-def _hide_types(labelled: LabelledBatch, rate: float, rng: np.random.Generator) -> LabelledBatch:
-    """Hide each component's type (unknown bucket) with probability ``rate``."""
-    if rate <= 0.0:
-        return labelled
-    batch = labelled.batch
-    hide = torch.from_numpy(rng.random(batch.num_components) < rate)
-    bucket = batch.component_bucket.masked_fill(hide, UNKNOWN_COMPONENT_TYPE)
-    hidden = replace(batch, component_bucket=bucket, component_type=bucket[batch.node_component])
-    return replace(labelled, batch=hidden)
-
-
-def _shift_levels(
-    labelled: LabelledBatch, rate: float, contract: FeatureContract, rng: np.random.Generator
-) -> LabelledBatch:
-    """Shift the observed input steps of random healthy sensors by 0.3-1.5 normal half-widths."""
-    if rate <= 0.0:
-        return labelled
-    batch = labelled.batch
-    chosen = rng.random(batch.num_nodes) < rate
-    chosen &= ~labelled.sensor_label.numpy()
-    if not chosen.any():
-        return labelled
-    size = rng.uniform(0.3, 1.5, batch.num_nodes) * rng.choice([-1.0, 1.0], batch.num_nodes)
-    offset = torch.from_numpy(np.where(chosen, size, 0.0).astype(np.float32))
-    split = contract.encoder_steps
-    x = batch.x.clone()
-    x[:, :split] += offset[:, None] * batch.mask[:, :split]
-    return replace(labelled, batch=replace(batch, x=x))
-
-
 def validation_loss(
     model: UniversalTemporalGNN,
     windows: Sequence[LabelledWindow],
@@ -388,49 +289,7 @@ def validation_loss(
         for start in range(0, len(windows), config.batch_size * 2):
             chunk = windows[start : start + config.batch_size * 2]
             labelled = collate_labelled(chunk)
-            terms = training_loss(model(labelled.batch), labelled, config)
+            terms = training_loss(model(labelled.batch), labelled, config.loss)
             for name, value in terms.items():
                 sums[name] = sums.get(name, 0.0) + float(value) * len(chunk)
     return {name: value / len(windows) for name, value in sums.items()}
-
-
-def fit_residual_scale(
-    model: UniversalTemporalGNN,
-    windows: Sequence[LabelledWindow],
-    contract: FeatureContract,
-    *,
-    batch_size: int = 64,
-) -> FeatureContract:
-    """Fit each sensor kind's residual scale: the mean forecast RMS residual of sensors of that
-    kind in windows where no component has an active fault.
-
-    Kinds never seen healthy get the median of the fitted scales (1.0 if none was fitted).
-
-    Args:
-        model: The trained model (any residual scales; they are divided out).
-        windows: Labelled windows; only healthy ones are used.
-        contract: The contract to copy with the fitted scales.
-
-    Returns:
-        ``contract`` with ``residual_scale`` set.
-    """
-    model.eval()
-    kinds = len(contract.sensor_kinds)
-    total = np.zeros(kinds)
-    count = np.zeros(kinds)
-    healthy = [window for window in windows if window.healthy]
-    horizon = contract.forecast_horizon
-    with torch.inference_mode():
-        for start in range(0, len(healthy), batch_size):
-            batch = collate_labelled(healthy[start : start + batch_size]).batch
-            output = model(batch)
-            residual = output.sensor_anomaly * model.residual_scale[batch.sensor_kind]
-            observed = batch.mask[:, -horizon:].sum(dim=1) > 0
-            kind = batch.sensor_kind[observed].numpy()
-            np.add.at(total, kind, residual[observed].double().numpy())
-            np.add.at(count, kind, 1.0)
-    fitted = count > 0
-    scales = np.ones(kinds)
-    scales[fitted] = np.maximum(total[fitted] / count[fitted], _MIN_SCALE)
-    scales[~fitted] = float(np.median(scales[fitted])) if fitted.any() else 1.0
-    return replace(contract, residual_scale=tuple(float(s) for s in scales))

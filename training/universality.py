@@ -84,6 +84,6 @@ def holdout_experiment(
 
 
 if __name__ == "__main__":
-    from training.cli import universality_main
+    from training.build_cli import universality_main
 
     universality_main()

@@ -11,6 +11,7 @@ import pickle
 import signal
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -49,7 +50,12 @@ def demo_snapshots(
 ) -> list[Snapshot]:
     run = generate(system, duration_s=60 * (count + 1), seed=11)
     cut = [snapshot for _, snapshot in windows(run, 60)][:count]
-    return [s.model_copy(update={"snapshot_id": f"{prefix}-{i:04d}"}) for i, s in enumerate(cut)]
+    # Unique per call: the Redis result backend outlives a test run.
+    run_id = uuid.uuid4().hex[:8]
+    return [
+        s.model_copy(update={"snapshot_id": f"{prefix}-{run_id}-{i:04d}"})
+        for i, s in enumerate(cut)
+    ]
 
 
 def outcomes(client: ProducerClient, ids: list[str], timeout: float = 60) -> dict[str, Any]:
@@ -167,7 +173,7 @@ def test_expired_snapshots_are_recorded_not_computed(
 def test_invalid_snapshots_are_dead_lettered_while_the_batch_proceeds(
     start_worker: StartWorker, client: ProducerClient, pipeline_env: dict[str, str]
 ) -> None:
-    start_worker()
+    worker = start_worker()
     (good,) = demo_snapshots(1, "good")
     base = good.model_dump(mode="json")
     steps = len(next(iter(base["window"]["readings"].values())))
@@ -192,15 +198,25 @@ def test_invalid_snapshots_are_dead_lettered_while_the_batch_proceeds(
         ),
     }
     for reason, (body, content_type) in cases.items():
-        publish_raw(client, body, content_type=content_type, task_id=f"dl-{reason}")
+        publish_raw(
+            client, body, content_type=content_type, task_id=f"dl-{reason}-{good.snapshot_id}"
+        )
     client.submit(good)
     assert isinstance(client.result(good.snapshot_id, timeout=30), Diagnosed)
     for reason in cases:
-        outcome = client.result(f"dl-{reason}", timeout=30)
+        outcome = client.result(f"dl-{reason}-{good.snapshot_id}", timeout=30)
         assert isinstance(outcome, DeadLettered), reason
         assert outcome.dead_letter.reason == reason
         assert len(outcome.dead_letter.payload_sha256) == 64
-    assert client.queue_depth() == 0  # acked: no retry loop
+    deadline = time.monotonic() + 5
+    while client.queue_depth() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert client.queue_depth() == 0
+    worker.stop()
+    settled = log_events(worker.log_path, "batch settled")
+    assert sum(event["dead_lettered"] for event in settled) == len(
+        cases
+    )  # each once: no retry loop
 
 
 def test_breaker_opens_stops_consuming_and_closes_after_a_good_version(

@@ -145,7 +145,8 @@ def test_models_commands_register_activate_list_and_roll_back(
     )
     listing = _invoke(tmp_path, "models", "list")
     assert listing.exit_code == 0
-    assert "retired" in listing.stdout and "active" in listing.stdout
+    assert "retired" in listing.stdout
+    assert "active" in listing.stdout
     assert "bundled: universal" in listing.stdout
 
     rolled = _invoke(tmp_path, "models", "rollback", "universal")

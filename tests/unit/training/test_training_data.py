@@ -48,7 +48,8 @@ def test_windows_are_labelled_at_their_last_step_with_the_batch_fault_convention
     before, after = leak_windows[onset_window - 1], leak_windows[onset_window]
 
     assert len(leak_windows) == 60
-    assert not before.fault_code.any() and not before.sensor_label.any()
+    assert not before.fault_code.any()
+    assert not before.sensor_label.any()
     assert before.health.tolist() == [1.0] * len(spec.components)
     # The pump's only fault mode is candidate 1 of the pump; its code is its vocabulary index.
     assert after.fault_index[pump] == 1

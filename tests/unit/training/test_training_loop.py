@@ -40,7 +40,8 @@ def test_training_lowers_the_loss_and_keeps_the_best_epoch(
     assert not result.model.training
     epoch_ends = [r for r in reports if r.val_loss is not None]
     assert [r.epoch for r in epoch_ends] == list(range(1, FAST.epochs + 1))
-    assert reports[0].step == 1 and reports[0].steps == math.ceil(len(leak_windows) / 12)
+    assert reports[0].step == 1
+    assert reports[0].steps == math.ceil(len(leak_windows) / 12)
 
 
 def test_residual_scales_are_fitted_so_healthy_scores_average_one(

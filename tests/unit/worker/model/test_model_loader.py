@@ -182,7 +182,7 @@ def _unknown_config_key(manifest: dict[str, Any]) -> None:
         (_not_a_checkpoint, "not a gnn-service checkpoint"),
         (_edit_manifest(_newer_format), "format version 2 is newer than this gnn-service reads"),
         (_edit_manifest(_without_contract), "missing keys contract"),
-        (_edit_manifest(_wider_model), r"convs\.0\.\S+ has shape \[\d+(, \d+)*\], the model expects"),
+        (_edit_manifest(_wider_model), r"weights do not fit .* has shape \[16\], the model expects \[32\]"),
         (_edit_manifest(_newer_vocabulary), r"sensor_kinds vocabulary is newer .*'acoustic'"),
         (_edit_manifest(_unknown_config_key), "unknown keys attention"),
     ],

@@ -174,7 +174,7 @@ def test_the_bundled_checkpoint_serves_until_a_version_is_activated(
 def test_a_model_with_neither_active_version_nor_bundled_checkpoint_is_an_error(
     tmp_path: Path,
 ) -> None:
-    with pytest.raises(RegistryError, match="no active version .* no bundled checkpoint"):
+    with pytest.raises(RegistryError, match=r"no active version .* no bundled checkpoint"):
         resolve_model(DirectoryRegistry(tmp_path / "models"), "universal", bundled={})
 
 
