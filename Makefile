@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test lint format typecheck clean
+.PHONY: setup run test lint format models clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "gnn-service needs Python 3.11 or newer (set PYTHON=...)")'
@@ -25,6 +25,9 @@ lint: setup  ## ruff lint and format check, mypy --strict
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+
+models: setup  ## Regenerate the bundled model and docs/models.md from fixed seeds (~7-12 min)
+	$(BIN)/python -m training.build_models
 
 format: setup
 	$(BIN)/ruff format .

@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 
 from training.cli import errors_as_lines, finite_or_none, metrics_table, progress_bar
+
+if TYPE_CHECKING:
+    from training.build_models import BuildPlan
 
 
 def build_models_command(
@@ -55,13 +58,13 @@ def build_models_command(
     console.print(f"build took {report['timings_s']['total']:.0f} s")
 
 
-def _quick_plan() -> Any:
+def _quick_plan() -> BuildPlan:
     from training.build_models import BuildPlan
     from training.pipeline import DataPlan
     from training.train import TrainConfig
 
     data = DataPlan(hours=12.0, val_hours=6.0, test_hours=6.0, max_run_hours=2.0)
-    fast = TrainConfig(epochs=2, level_corruption=0.2)
+    fast = TrainConfig(epochs=2)
     return BuildPlan(data=data, train=fast, universality_data=data, universality_train=fast)
 
 

@@ -13,7 +13,7 @@ import os
 import platform
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Final
 
@@ -59,6 +59,7 @@ class BuildPlan:
         data: Hours, seeds and strides of the splits.
         model: Architecture.
         train: Optimisation of the bundled model.
+        spread_seeds: Further unseen test seeds, to show how much the metrics vary by seed.
         holdouts: Machines of the universality experiment (one training each).
         universality_data: Data of the universality experiment.
         universality_train: Optimisation of the universality experiment.
@@ -70,6 +71,7 @@ class BuildPlan:
     data: DataPlan = field(default_factory=DataPlan)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=_default_training)
+    spread_seeds: tuple[int, ...] = (3, 4)
     holdouts: tuple[str, ...] = field(default_factory=lambda: tuple(builtin_names()))
     universality_data: DataPlan = field(
         default_factory=lambda: DataPlan(hours=64.0, val_hours=24.0)
@@ -123,6 +125,12 @@ def build(
     evaluated = time.perf_counter()
     test_windows = plan.data.windows(plan.systems, "test", fitted.result.contract)
     test = evaluate_windows(fitted.result.model, test_windows)
+    spread = {plan.data.test_seed: test["overall"]}
+    for seed in plan.spread_seeds:
+        other = replace(plan.data, test_seed=seed).windows(
+            plan.systems, "test", fitted.result.contract
+        )
+        spread[seed] = evaluate_windows(fitted.result.model, other)["overall"]
     test_seconds = time.perf_counter() - evaluated
 
     data = {
@@ -184,6 +192,7 @@ def build(
             "stop_reason": result.stop_reason,
             "validation": fitted.validation,
             "test": test,
+            "seed_spread": {str(seed): metrics for seed, metrics in spread.items()},
             "universality": universality,
             "residual_scale": dict(
                 zip(result.contract.sensor_kinds, result.contract.residual_scales(), strict=True)

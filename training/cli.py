@@ -313,6 +313,7 @@ def models_activate(
     with errors_as_lines(), _registry(ctx) as registry:
         item = registry.activate(name, version)
     typer.echo(f"activated {item.name} {item.version}")
+    _tell_workers(ctx)
 
 
 @models_app.command("rollback")
@@ -323,3 +324,19 @@ def models_rollback(
     with errors_as_lines(), _registry(ctx) as registry:
         item = registry.rollback(name)
     typer.echo(f"rolled back {item.name} to {item.version}")
+    _tell_workers(ctx)
+
+
+def _tell_workers(ctx: typer.Context) -> None:
+    """Ask every worker to check the registry now; they also check on their own within
+    GNN_MODEL__REGISTRY_CHECK_INTERVAL_S, so a broker that cannot be reached is no error."""
+    from worker.app import create_app
+
+    try:
+        app = create_app(ctx.find_root().obj)
+        replies = app.control.broadcast("gnn_check_model", reply=True, timeout=1.0)
+        app.close()
+    except Exception as exc:  # the activation stands; workers poll the registry anyway
+        typer.echo(f"workers not told directly ({exc}); they check the registry themselves")
+        return
+    typer.echo(f"{len(replies)} worker(s) told to check the registry")

@@ -21,6 +21,7 @@ from pydantic_settings import SettingsError
 from producer.cli import produce
 from producer.demo.cli import demo_app
 from training.benchmark_cli import benchmark_app
+from training.cli import evaluate, models_app, train
 from worker.settings import Settings, describe_error
 
 app = typer.Typer(
@@ -43,6 +44,9 @@ app.add_typer(schemas_app, name="schemas")
 app.add_typer(demo_app, name="demo")
 app.command("produce")(produce)
 app.add_typer(benchmark_app, name="benchmark")
+app.command("train")(train)
+app.command("evaluate")(evaluate)
+app.add_typer(models_app, name="models")
 
 _CELERY_LEVELS = {"TRACE": "DEBUG", "SUCCESS": "INFO"}
 

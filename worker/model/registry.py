@@ -372,7 +372,7 @@ class DirectoryRegistry:
         temporary = self._state_file.with_name(f".registry.json.{os.getpid()}.tmp")
         try:
             with temporary.open("w", encoding="utf-8") as handle:
-                json.dump(state, handle, indent=2, sort_keys=True)
+                json.dump(state, handle, indent=2)  # insertion order = registration order
                 handle.flush()
                 os.fsync(handle.fileno())
             os.replace(temporary, self._state_file)

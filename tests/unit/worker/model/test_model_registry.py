@@ -68,6 +68,13 @@ def test_name_and_version_given_at_registration_override_the_checkpoints(
     assert [v.version for v in registry.list_versions("press-line-4")] == ["2024.06"]
 
 
+def test_versions_are_listed_in_registration_order(tmp_path: Path, made: dict[str, Path]) -> None:
+    registry = DirectoryRegistry(tmp_path / "models")
+    for version in ("9", "10", "1.0"):
+        registry.register(made["1"], version=version)
+    assert [v.version for v in registry.list_versions()] == ["9", "10", "1.0"]
+
+
 def test_activation_and_rollback_are_seen_by_another_registry_on_the_same_root(
     tmp_path: Path, made: dict[str, Path]
 ) -> None:
