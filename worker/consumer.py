@@ -21,6 +21,7 @@ Shutdown finishes the batch in hand, acks it, and requeues everything still buff
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections import OrderedDict
@@ -95,6 +96,7 @@ class SnapshotConsumer:
         self.error: str | None = None
         self.batches = 0
         self._next_version_check = 0.0
+        self._batch_started: float | None = None
         self._version_token = ""
 
     def __repr__(self) -> str:
@@ -106,11 +108,39 @@ class SnapshotConsumer:
     # lifecycle -----------------------------------------------------------------------
 
     def start(self) -> None:
-        """Load and warm the model, then consume, on a new thread."""
+        """Load and warm the model, then consume, on a new thread; watch batch time limits."""
         if self._thread is not None:
             raise RuntimeError("snapshot consumer already started")
         self._thread = threading.Thread(target=self._main, name="gnn-batches", daemon=True)
         self._thread.start()
+        threading.Thread(target=self._watch_time_limits, name="gnn-watchdog", daemon=True).start()
+
+    def _watch_time_limits(self) -> None:
+        """Soft limit: log. Hard limit: end the process, as Celery does with a task past its
+        hard limit; the batch's unacknowledged messages are redelivered to another worker
+        after the visibility timeout, and nothing of the stuck batch was acked."""
+        limits = self.settings.worker
+        warned_for = 0.0
+        interval = max(0.001, min(0.05, limits.batch_soft_time_limit_s / 4))
+        while not self._stop.wait(interval):
+            started = self._batch_started
+            if started is None:
+                continue
+            running = time.monotonic() - started
+            if running >= limits.batch_hard_time_limit_s:
+                logger.critical(
+                    "batch passed its hard time limit; ending the process",
+                    running_s=round(running, 3),
+                    limit_s=limits.batch_hard_time_limit_s,
+                )
+                os._exit(70)
+            if running >= limits.batch_soft_time_limit_s and warned_for != started:
+                warned_for = started
+                logger.warning(
+                    "batch passed its soft time limit",
+                    running_s=round(running, 3),
+                    limit_s=limits.batch_soft_time_limit_s,
+                )
 
     def stop(self, timeout_s: float = 30.0) -> None:
         """Finish the batch in hand, requeue the rest, close the connection."""
@@ -237,8 +267,12 @@ class SnapshotConsumer:
         closed_at = time.monotonic()
         waited = closed_at - batch[0].received_monotonic
         with log_context(batch_size=len(batch), model_version=self.processor.runner.version):
-            result = self.processor.process(batch)  # answers bad input, reports model errors
-            self._settle(result)
+            self._batch_started = time.monotonic()
+            try:
+                result = self.processor.process(batch)  # answers bad input, reports failures
+                self._settle(result)
+            finally:
+                self._batch_started = None
             logger.debug(
                 "batch settled",
                 snapshots=len(batch),

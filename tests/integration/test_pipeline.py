@@ -293,3 +293,30 @@ def test_warm_shutdown_finishes_the_batch_in_hand_and_loses_nothing(
     second.stop()
     done_second = sum(event["diagnosed"] for event in log_events(second.log_path, "batch settled"))
     assert done_first + done_second == 150  # each computed once: nothing lost, nothing twice
+
+
+def test_a_batch_past_its_hard_time_limit_ends_the_worker_and_is_redelivered(
+    start_worker: StartWorker, client: ProducerClient
+) -> None:
+    impatient = start_worker(
+        "impatient",
+        GNN_WORKER__BATCH_SOFT_TIME_LIMIT_S="0.001",
+        GNN_WORKER__BATCH_HARD_TIME_LIMIT_S="0.002",
+        GNN_BROKER__VISIBILITY_TIMEOUT_S="10",
+    )
+    snapshots = demo_snapshots(16, "hard")
+    client.submit_many(snapshots)
+    deadline = time.monotonic() + 30
+    while impatient.readiness()[0] and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert impatient.stop() == 70  # ended itself at the hard limit
+    assert log_events(impatient.log_path, "batch passed its hard time limit; ending the process")
+    assert not log_events(impatient.log_path, "batch settled")  # nothing of it was acked
+    start_worker(
+        "patient",
+        GNN_WORKER__BATCH_SOFT_TIME_LIMIT_S="4",
+        GNN_WORKER__BATCH_HARD_TIME_LIMIT_S="5",
+        GNN_BROKER__VISIBILITY_TIMEOUT_S="10",
+    )
+    results = outcomes(client, [s.snapshot_id for s in snapshots], timeout=90)
+    assert all(isinstance(r, Diagnosed) for r in results.values())
