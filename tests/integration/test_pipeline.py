@@ -255,12 +255,15 @@ def test_breaker_opens_stops_consuming_and_closes_after_a_good_version(
 def test_hot_swap_while_snapshots_flow_fails_none(
     start_worker: StartWorker, client: ProducerClient, data_dir: Path, activate_model: Activate
 ) -> None:
-    start_worker()
-    snapshots = demo_snapshots(120, "swap")
+    worker = start_worker()
+    snapshots = demo_snapshots(400, "swap")
     sent: list[str] = []
+    stop = threading.Event()
 
     def produce() -> None:
         for snapshot in snapshots:
+            if stop.is_set():
+                return
             client.submit(snapshot)
             sent.append(snapshot.snapshot_id)
             time.sleep(0.01)
@@ -269,11 +272,19 @@ def test_hot_swap_while_snapshots_flow_fails_none(
     producer.start()
     time.sleep(0.4)
     activate_model(data_dir, "v2")
+    deadline = time.monotonic() + 60
+    while not log_events(worker.log_path, "model swapped between batches"):
+        assert time.monotonic() < deadline, "the worker never swapped"
+        time.sleep(0.1)
+    swapped_after = len(sent)
+    time.sleep(0.5)  # keep producing across and after the switch
+    stop.set()
     producer.join()
+    assert len(sent) > swapped_after  # snapshots flowed while the worker switched
     results = outcomes(client, sent)
-    assert all(isinstance(r, Diagnosed) for r in results.values())
+    assert all(isinstance(r, Diagnosed) for r in results.values())  # none failed
     versions = [r.diagnosis.model_version for r in results.values() if isinstance(r, Diagnosed)]
-    assert "universal:v2" in versions
+    assert versions[0] == "universal:v1"
     assert versions[-1] == "universal:v2"
 
 
