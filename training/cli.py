@@ -331,9 +331,13 @@ def _tell_workers(ctx: typer.Context) -> None:
     """Ask every worker to check the registry now; they also check on their own within
     GNN_MODEL__REGISTRY_CHECK_INTERVAL_S, so a broker that cannot be reached is no error."""
     from worker.app import create_app
+    from worker.embedded import EmbeddedRedis
 
+    settings = ctx.find_root().obj
+    if settings.broker.url is None and not EmbeddedRedis(settings.data_dir).is_running():
+        return  # no embedded broker running: no worker to tell, and none is started for it
     try:
-        app = create_app(ctx.find_root().obj)
+        app = create_app(settings)
         replies = app.control.broadcast("gnn_check_model", reply=True, timeout=1.0)
         app.close()
     except Exception as exc:  # the activation stands; workers poll the registry anyway
