@@ -13,7 +13,8 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from producer.client import ProducerClient
 from producer.demo.cli import FaultOption, SeedOption, duration_option, faults_option, spec_option
-from producer.stream import StreamStats, file_run, publish, run_prefix, simulated_run, snapshots_of
+from producer.demo.run_io import read_run
+from producer.stream import StreamStats, publish, run_prefix, simulated_run, snapshots_of
 from worker.errors import BrokerUnavailable, InvalidInput, QueueFull
 from worker.settings import Settings
 
@@ -76,7 +77,7 @@ def produce(
     else:
         assert file is not None
         try:
-            run = file_run(file)
+            run = read_run(file)
         except (OSError, ValueError) as exc:
             raise typer.BadParameter(str(exc), param_hint="--file") from None
         limit = None

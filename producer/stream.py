@@ -10,13 +10,11 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 from producer.client import ProducerClient
 from producer.demo.faults import FaultSpec
 from producer.demo.generator import generate
 from producer.demo.run import Run
-from producer.demo.run_io import read_run
 from producer.demo.windows import windows
 from schemas import Snapshot, SystemSpec
 
@@ -92,11 +90,6 @@ def simulated_run(
         seed=seed,
         progress=progress,
     )
-
-
-def file_run(path: Path) -> Run:
-    """A recorded run (Parquet or CSV in the generator's format)."""
-    return read_run(path)
 
 
 def publish(

@@ -92,9 +92,7 @@ class SnapshotConsumer:
         self._failures: OrderedDict[str, int] = OrderedDict()
         self.processor: BatchProcessor | None = None
         self.ready = False
-        self.consuming = False
         self.error: str | None = None
-        self.batches = 0
         self._next_version_check = 0.0
         self._batch_started: float | None = None
         self._version_token = ""
@@ -193,15 +191,12 @@ class SnapshotConsumer:
                         prefetch_count=self.settings.batching.max_batch_snapshots,
                     )
                     consumer.consume()
-                    self.consuming = True
                     self._consume_batches(connection)
                     self._requeue_buffer()
                     consumer.cancel()
                 # Leaving the block closed the channel: kombu returned any message it had
                 # fetched but not handed over to the queue at once.
-                self.consuming = False
             except lost_connection as exc:
-                self.consuming = False
                 self._requeue_buffer_quietly()
                 logger.warning("broker connection lost; reconnecting", error=str(exc))
                 self._stop.wait(1.0)
@@ -283,7 +278,6 @@ class SnapshotConsumer:
                 requeued_or_failed=len(result.failed),
                 wait_ms=round(waited * 1000.0, 1),
             )
-        self.batches += 1
         if self._on_batch is not None:
             self._on_batch(result, waited)
 

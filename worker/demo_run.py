@@ -17,8 +17,7 @@ from rich.table import Table
 from producer.client import ProducerClient
 from producer.demo.catalog import builtin_spec
 from producer.demo.generator import generate
-from producer.demo.windows import windows
-from producer.stream import run_prefix
+from producer.stream import run_prefix, snapshots_of
 from schemas import Diagnosis, Snapshot
 from schemas.result import Diagnosed
 from worker.launcher import WorkerProcess
@@ -51,12 +50,11 @@ def run_demo(settings: Settings, *, duration_s: float, console: Console) -> int:
     with console.status("simulating the demo machines"):
         for name, fault in DEMO_FAULTS.items():
             run = generate(builtin_spec(name), duration_s=60.0 * steps + 60, faults=[fault], seed=1)
-            cut = [s for _, s in windows(run, 60, 60, system_id=f"demo-{name}")][:steps]
-            renamed = [
-                s.model_copy(update={"snapshot_id": f"{prefix}-{name}-{i:05d}"})
-                for i, s in enumerate(cut)
-            ]
-            machines.append(_Machine(name, renamed))
+            cut = snapshots_of(
+                run, window=60, stride=60, count=steps, prefix=f"{prefix}-{name}",
+                system_id=f"demo-{name}",
+            )  # fmt: skip
+            machines.append(_Machine(name, list(cut)))
     log_path = settings.data_dir / "logs" / "worker-run.log"
     worker = WorkerProcess(env={}, hostname="gnn-run@%h", log_path=log_path)
     console.print(f"starting a worker (log: {log_path})")

@@ -91,6 +91,7 @@ class BatchProcessor:
         """Process one micro-batch; never raises for bad input or model failure."""
         result = BatchResult()
         started = time.perf_counter()
+        closed_at = time.monotonic()  # the clock Incoming.received_monotonic is on
         now = datetime.now(UTC)
         accepted: list[_Accepted] = []
         for incoming in batch:
@@ -103,7 +104,7 @@ class BatchProcessor:
             return result
         result.nodes = sum(item.sample.x.shape[0] for item in accepted)
         try:
-            self._diagnose(accepted, result, started, features_s)
+            self._diagnose(accepted, result, started, closed_at, features_s)
         except ModelError as exc:
             self._fail(accepted, result, exc)
         except Exception as exc:  # a bug must not take the batch loop down
@@ -117,7 +118,12 @@ class BatchProcessor:
         logger.error("model failed on a batch", error=str(exc), snapshots=len(accepted))
 
     def _diagnose(
-        self, accepted: list[_Accepted], result: BatchResult, started: float, features_s: float
+        self,
+        accepted: list[_Accepted],
+        result: BatchResult,
+        started: float,
+        closed_at: float,
+        features_s: float,
     ) -> None:
         outputs, stats = self.runner.forward([item.sample for item in accepted])
         result.timings["forward"] = stats.seconds
@@ -127,7 +133,7 @@ class BatchProcessor:
         for item, output in zip(accepted, outputs, strict=True):
             timings = Timings(
                 queue_ms=_queue_ms(item.incoming),
-                batch_wait_ms=(started - _monotonic_to_perf(item.incoming)) * 1000.0,
+                batch_wait_ms=(closed_at - item.incoming.received_monotonic) * 1000.0,
                 features_ms=features_s * share,
                 forward_ms=stats.seconds * share,
             )
@@ -214,9 +220,3 @@ def _queue_ms(incoming: Incoming) -> float | None:
     if published is None:
         return None
     return max(0.0, (incoming.received_at - published) * 1000.0)
-
-
-def _monotonic_to_perf(incoming: Incoming) -> float:
-    # received_monotonic is time.monotonic(); perf_counter shares its epoch on Linux but not
-    # everywhere, so convert through the current offset between the two clocks.
-    return incoming.received_monotonic + (time.perf_counter() - time.monotonic())

@@ -372,11 +372,6 @@ class Settings(BaseSettings):
         return self
 
     @property
-    def uses_embedded_broker(self) -> bool:
-        """True when the broker or the result backend is the embedded redis-server."""
-        return self.broker.url is None or self.result_backend.url is None
-
-    @property
     def database_url(self) -> str:
         """The database URL in force."""
         if self.database.url is not None:

@@ -224,7 +224,10 @@ def test_breaker_opens_stops_consuming_and_closes_after_a_good_version(
 ) -> None:
     worker = start_worker()
     activate_model(data_dir, "broken", broken=True)  # fails on machines other than the demos
-    time.sleep(1.5)  # the worker checks the registry every 0.5 s and warms the new version
+    deadline = time.monotonic() + 30
+    while not log_events(worker.log_path, "model swapped between batches"):
+        assert time.monotonic() < deadline, "the worker never took the broken version"
+        time.sleep(0.1)
     press = load_spec(Path(__file__).parents[2] / "docs" / "examples" / "hydraulic_press.yaml")
     first = demo_snapshots(8, "brk", press)
     client.submit_many(first)
@@ -238,7 +241,9 @@ def test_breaker_opens_stops_consuming_and_closes_after_a_good_version(
             break
         time.sleep(0.1)
     assert state == "circuit breaker open"
-    time.sleep(0.5)
+    deadline = time.monotonic() + 10
+    while client.queue_depth() != 8 and time.monotonic() < deadline:
+        time.sleep(0.1)
     assert client.queue_depth() == 8  # stopped consuming: the messages wait for healthy workers
     activate_model(data_dir, "v2")
     results = outcomes(client, [s.snapshot_id for s in first], timeout=60)

@@ -21,7 +21,7 @@ def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 def test_defaults_run_on_the_embedded_default() -> None:
     settings = Settings()
     assert settings.broker.url is None
-    assert settings.uses_embedded_broker
+    assert settings.result_backend.url is None
     assert settings.database_url.startswith("sqlite+aiosqlite:///")
     assert settings.database_url.endswith(".gnn-data/gnn.db")
     assert settings.batching.max_wait_ms == 50
