@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from alembic import context
+from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -23,7 +24,14 @@ def _database_url() -> str:
     return prepare_database_url(str(url))
 
 
+#: Key of the PostgreSQL advisory lock that makes concurrent upgrades (several workers
+#: starting at once) take turns.
+_MIGRATION_LOCK = 7_301_555_201
+
+
 def _run(connection: Connection) -> None:
+    if connection.dialect.name == "postgresql":
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})
     context.configure(
         connection=connection,
         target_metadata=metadata,

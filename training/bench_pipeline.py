@@ -34,11 +34,11 @@ from producer.demo.generator import generate
 from producer.demo.windows import windows
 from schemas import Snapshot
 from worker.app import TASK_DIAGNOSE, create_app
+from worker.db.registry import open_registry
 from worker.embedded import EmbeddedRedis
 from worker.launcher import WorkerProcess
 from worker.messages import PUBLISHED_AT_HEADER
 from worker.model import encode_window
-from worker.model.registry import DirectoryRegistry
 from worker.model_source import ModelSource
 from worker.settings import Settings
 
@@ -88,10 +88,9 @@ def _run(
     report(f"payloads: {len(snapshots)} {config.system} windows of {config.window_steps} steps")
     settings = Settings(data_dir=data_dir)
     if config.model_path is not None:
-        registry = DirectoryRegistry(data_dir / "models")
-        version = registry.register(config.model_path, name=settings.model.name)
-        registry.activate(version.name, version.version)
-        registry.close()
+        with open_registry(settings) as registry:
+            version = registry.register(config.model_path, name=settings.model.name)
+            registry.activate(version.name, version.version)
     results: dict[str, dict[str, float]] = {}
     results["raw_model"], model_version = _raw_model(settings, snapshots, config, report)
 
@@ -309,7 +308,8 @@ def _raw_model(
     settings: Settings, snapshots: list[Snapshot], config: PipelineBenchConfig, report: Report
 ) -> tuple[dict[str, float], str]:
     torch.set_num_threads(1)
-    runner = ModelSource(settings).load()
+    with open_registry(settings) as registry:
+        runner = ModelSource(settings, registry).load()
     spec = builtin_spec(config.system)
     graph = runner.specs.get(spec)
     bodies = [json.dumps(s.model_dump(mode="json")) for s in snapshots[:512]]

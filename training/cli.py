@@ -23,8 +23,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 if TYPE_CHECKING:
+    from contextlib import AbstractContextManager
+
     from training.train import ProgressCallback
-    from worker.model.registry import DirectoryRegistry
+    from worker.db.registry import DatabaseRegistry
 
 models_app = typer.Typer(
     name="models",
@@ -249,14 +251,14 @@ def evaluate(
     console.print(metrics_table(title, metrics))
 
 
-def _registry(ctx: typer.Context) -> DirectoryRegistry:
-    from worker.model.registry import DirectoryRegistry
+def _registry(ctx: typer.Context) -> AbstractContextManager[DatabaseRegistry]:
+    from worker.db.registry import open_registry
     from worker.settings import Settings
 
     settings = ctx.find_root().obj
     if not isinstance(settings, Settings):
         _fail("no settings in the command context (run through gnn-service)", 2)
-    return DirectoryRegistry(settings.data_dir / "models")
+    return open_registry(settings)
 
 
 @models_app.command("list")
@@ -269,7 +271,7 @@ def models_list(
 
     with errors_as_lines(), _registry(ctx) as registry:
         versions = registry.list_versions(name)
-        table = Table(title=f"models in {registry.root}")
+        table = Table(title=f"models in {registry.location}")
         for column in ("name", "version", "status", "created", "sha256", "size KiB"):
             table.add_column(column, justify="right" if column == "size KiB" else "left")
         for item in versions:
@@ -282,7 +284,7 @@ def models_list(
                 f"{item.size_bytes / 1024:.0f}",
             )
         console = Console()
-        console.print(table if versions else f"no registered models in {registry.root}")
+        console.print(table if versions else f"no registered models in {registry.location}")
         for bundled, path in bundled_checkpoints().items():
             if name is None or bundled == name:
                 console.print(f"bundled: {bundled} ({path})")

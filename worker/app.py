@@ -33,6 +33,7 @@ from worker.settings import Settings, mask_url
 
 if TYPE_CHECKING:  # the consumer brings torch; producers import this module without it
     from worker.consumer import SnapshotConsumer
+    from worker.db.registry import DatabaseRegistry
 
 TASK_PING = "gnn.ping"
 #: The snapshot task: one argument, the Snapshot as JSON; task id = snapshot id.
@@ -73,7 +74,7 @@ class ServiceApp(Celery):  # type: ignore[misc]  # Celery is untyped
             resources.open()
             self.process_resources = resources
             if self.settings.worker.consume_snapshots and self.settings.worker.mode == "batched":
-                consumer = build_snapshot_consumer(self)
+                consumer = build_snapshot_consumer(self, resources)
                 resources.enter(consumer.stop)
                 resources.enter(lambda: setattr(self, "snapshot_consumer", None))
                 self.snapshot_consumer = consumer
@@ -98,16 +99,17 @@ def resolve_urls(settings: Settings) -> tuple[str, str]:
     return broker, backend
 
 
-def build_snapshot_consumer(app: ServiceApp) -> SnapshotConsumer:
-    """The snapshot consumer of this process, with its model source and breaker."""
+def build_snapshot_consumer(app: ServiceApp, resources: ProcessResources) -> SnapshotConsumer:
+    """The snapshot consumer of this process: model source, breaker and outcome store."""
     from producer.demo.catalog import builtin_spec
     from worker.breaker import CircuitBreaker
     from worker.consumer import SnapshotConsumer
     from worker.model_source import ModelSource
     from worker.pipeline import BatchProcessor
+    from worker.storage import OutcomeStore
 
     settings = app.settings
-    source = ModelSource(settings)
+    source = ModelSource(settings, model_registry(settings, resources))
     config = settings.breaker
     breaker = CircuitBreaker(
         failure_threshold=config.failure_threshold,
@@ -128,6 +130,16 @@ def build_snapshot_consumer(app: ServiceApp) -> SnapshotConsumer:
             settings=settings, runner=runner, resolve_spec=builtin_spec
         ),
         breaker=breaker,
+        store=OutcomeStore(resources),
+    )
+
+
+def model_registry(settings: Settings, resources: ProcessResources) -> DatabaseRegistry:
+    """The model registry in the service database, on this process's event loop."""
+    from worker.db.registry import DatabaseRegistry
+
+    return DatabaseRegistry(
+        resources.database, run=resources.run, cache_dir=settings.data_dir / "model-cache"
     )
 
 
@@ -187,16 +199,20 @@ def _register_naive_task(app: ServiceApp) -> None:
         from worker.messages import Incoming
         from worker.model_source import ModelSource
         from worker.pipeline import BatchProcessor
+        from worker.storage import OutcomeStore
 
+        resources = app.open_process_resources()
         if "processor" not in state:
-            runner = ModelSource(app.settings).load()
+            runner = ModelSource(app.settings, model_registry(app.settings, resources)).load()
             state["processor"] = BatchProcessor(
                 settings=app.settings, runner=runner, resolve_spec=builtin_spec
             )
+            state["store"] = OutcomeStore(resources)
         headers = {"id": self.request.id, "expires": self.request.expires}
         result = state["processor"].process([Incoming.from_task(snapshot, headers)])
         if result.error is not None:
             raise result.error
+        state["store"].save(result.finished)  # one INSERT for this one snapshot
         outcome: dict[str, Any] = result.finished[0].outcome.model_dump(mode="json")
         return outcome
 
@@ -230,6 +246,15 @@ def _breaker_check(app: ServiceApp) -> CheckResult:
         return CheckResult(False, "no snapshot consumer")
     state = consumer.breaker.state.value
     return CheckResult(state != "open", f"circuit breaker {state}")
+
+
+def _database_check(app: ServiceApp) -> CheckResult:
+    consumer = app.snapshot_consumer
+    if consumer is None:
+        return CheckResult(False, "no snapshot consumer")
+    if consumer.database_down:
+        return CheckResult(False, "database unavailable: consumption paused")
+    return CheckResult(True, "database writes succeeding")
 
 
 def _register_control(app: ServiceApp) -> None:
@@ -269,6 +294,7 @@ def _connect_signals(app: ServiceApp) -> None:
         if settings.worker.consume_snapshots and settings.worker.pool == "solo":
             app.health_checks.register("model", lambda: _model_check(app))
             app.health_checks.register("breaker", lambda: _breaker_check(app))
+            app.health_checks.register("database", lambda: _database_check(app))
         server.start()
         app.health_server = server
 

@@ -4,7 +4,8 @@ One ``SnapshotConsumer`` per worker process, on its own thread and broker connec
 to Celery's own consumer (which keeps serving the control queue, ping and remote control).
 Per batch: collect messages until ``max_batch_snapshots`` or ``max_batch_nodes`` is reached
 or the oldest has waited ``max_wait_ms``; process them with ONE model forward; store every
-outcome; only then acknowledge. Why not celery-batches: its batch path skips acks-late
+outcome in the database (one transaction) and then in the result backend; only then
+acknowledge. Why not celery-batches: its batch path skips acks-late
 semantics, expiry and time limits, and it measured at under half the throughput of a direct
 kombu loop, because Celery's per-message work in the main process became the ceiling.
 
@@ -15,6 +16,9 @@ Failure handling:
   no messages; it half-opens after the reset timeout;
 - a snapshot that fails the model ``max_failures_per_snapshot`` times here is failed for
   good (stored as a dead letter with reason ``model_failed``), so it cannot loop forever;
+- a database outage is retried with backoff within the database's retry policy; when that is
+  spent, the batch is requeued unacknowledged and the consumer stops consuming, probing the
+  database until it answers, then resumes by itself;
 - a result-backend outage is retried with backoff; nothing is acked until stored.
 Shutdown finishes the batch in hand, acks it, and requeues everything still buffered.
 """
@@ -37,12 +41,13 @@ from schemas import DeadLetter
 from schemas.result import DeadLettered
 from worker.breaker import BreakerState, CircuitBreaker
 from worker.engine import ModelRunner
-from worker.errors import TransientError
+from worker.errors import DatabaseUnavailable, TransientError
 from worker.logging import log_context
 from worker.messages import Incoming
 from worker.pipeline import BatchProcessor, BatchResult, Finished
 from worker.results import ResultWriter
 from worker.settings import Settings
+from worker.storage import OutcomeStore
 
 RunnerLoader = Callable[[], ModelRunner]
 """Loads and warms the active model version."""
@@ -62,6 +67,7 @@ class SnapshotConsumer:
         probe_version: Token of the active version, checked between batches.
         processor_factory: Builds the batch processor for a runner.
         breaker: The circuit breaker around model execution.
+        store: Where outcomes are stored (the database) before they are acknowledged.
         on_batch: Optional listener for metrics.
     """
 
@@ -74,11 +80,14 @@ class SnapshotConsumer:
         probe_version: VersionProbe,
         processor_factory: Callable[[ModelRunner], BatchProcessor],
         breaker: CircuitBreaker,
+        store: OutcomeStore,
         on_batch: BatchListener | None = None,
     ) -> None:
         self.app = app
         self.settings = settings
         self.breaker = breaker
+        self.store = store
+        self.database_down = False
         self.results = ResultWriter(app.backend, task_name="gnn.diagnose")
         self._load_runner = load_runner
         self._probe_version = probe_version
@@ -178,6 +187,9 @@ class SnapshotConsumer:
         queue = Queue(worker.queue, routing_key=worker.queue)
         lost_connection: tuple[type[BaseException], ...] = (OSError, *connection_errors(self.app))
         while not self._stop.is_set():
+            if self.database_down:
+                self._wait_for_database()
+                continue
             self._check_version()
             if not self.breaker.allows():
                 self._stop.wait(min(0.25, max(0.01, self.breaker.seconds_until_trial())))
@@ -207,6 +219,9 @@ class SnapshotConsumer:
             self._check_version()
             if self.breaker.state is BreakerState.OPEN:
                 logger.warning("circuit breaker open: stopped consuming")
+                return
+            if self.database_down:
+                logger.error("database unavailable: stopped consuming")
                 return
             self._fill(connection)
             if self._buffer and self._batch_due():
@@ -309,6 +324,15 @@ class SnapshotConsumer:
                     requeue.append(incoming)
         elif result.finished:
             self.breaker.record_success()
+        try:
+            self.store.save(finished)
+        except DatabaseUnavailable as exc:
+            # Nothing acked: every message of the batch goes back to the queue.
+            logger.error("database unavailable; batch requeued", error=str(exc))
+            for incoming in [item.incoming for item in finished] + requeue:
+                incoming.message.reject(requeue=True)
+            self.database_down = True
+            return
         self._store_with_retry(finished)
         for item in finished:
             item.incoming.message.ack()
@@ -353,7 +377,15 @@ class SnapshotConsumer:
         )
         return Finished(incoming, snapshot_id, DeadLettered(dead_letter=record))
 
-    # breaker, swaps, requeue ---------------------------------------------------------
+    # breaker, database outage, swaps, requeue -----------------------------------------
+
+    def _wait_for_database(self) -> None:
+        """Probe the database until it answers (or the consumer stops)."""
+        if self._stop.wait(self.settings.database.outage_probe_interval_s):
+            return
+        if self.store.available():
+            self.database_down = False
+            logger.info("database available again: resuming consumption")
 
     def _maybe_swap(self) -> None:
         self._swap.clear()

@@ -12,7 +12,7 @@ from producer.demo.generator import generate
 from worker.engine import ModelRunner, resolve_device
 from worker.model import GraphSample, encode_window
 from worker.model.loader import load_checkpoint
-from worker.model.registry import DirectoryRegistry, ModelRegistry, resolve_model
+from worker.model.registry import ModelRegistry, resolve_model
 from worker.settings import Settings
 
 #: Machine time simulated per demo machine to build warm-up windows.
@@ -24,12 +24,12 @@ class ModelSource:
 
     Args:
         settings: Service settings (model name, device, warm-up batches).
-        registry: Model registry; a directory registry under the data directory by default.
+        registry: The model registry (``None``: serve the bundled checkpoint only).
     """
 
-    def __init__(self, settings: Settings, registry: ModelRegistry | None = None) -> None:
+    def __init__(self, settings: Settings, registry: ModelRegistry | None) -> None:
         self.settings = settings
-        self.registry = registry or DirectoryRegistry(settings.data_dir / "models")
+        self.registry = registry
         self._warmup: list[GraphSample] | None = None
 
     def __repr__(self) -> str:
@@ -37,6 +37,8 @@ class ModelSource:
 
     def token(self) -> str:
         """Changes whenever another version becomes active; cheap enough between batches."""
+        if self.registry is None:
+            return "bundled"
         return self.registry.active_token(self.settings.model.name) or "bundled"
 
     def load(self) -> ModelRunner:

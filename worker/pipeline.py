@@ -35,6 +35,7 @@ class Finished:
     incoming: Incoming
     snapshot_id: str
     outcome: Outcome
+    spec: SystemSpec | None = None  # the machine's spec, for diagnosed snapshots
 
 
 @dataclass
@@ -161,7 +162,12 @@ class BatchProcessor:
             )
             final = diagnosis.model_copy(update={"timings": timings})
             result.finished.append(
-                Finished(item.incoming, item.snapshot.snapshot_id, Diagnosed(diagnosis=final))
+                Finished(
+                    item.incoming,
+                    item.snapshot.snapshot_id,
+                    Diagnosed(diagnosis=final),
+                    spec=item.spec,
+                )
             )
 
     def _admit(self, incoming: Incoming, now: datetime, result: BatchResult) -> _Accepted | None:

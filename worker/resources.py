@@ -1,14 +1,14 @@
 """What one worker process owns, created at process init and closed at shutdown.
 
-One ``ProcessResources`` per process: an asyncio event loop (the database engine and other
-async clients run on it), and everything later resources add through ``enter``. Closing
-unwinds them in reverse order. The state guard refuses use before ``open`` and after
-``close``.
+One ``ProcessResources`` per process: an asyncio event loop, the database engine on it
+(migrated first when ``database.migrate_on_start``), and everything later resources add
+through ``enter`` (the snapshot consumer). Closing unwinds them in reverse order: the
+consumer stops, then the engine is disposed, then the loop closes. The state guard refuses
+use before ``open`` and after ``close``.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import enum
 import os
@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 from loguru import logger
 
+from worker.db.database import Database, LoopRunner
 from worker.settings import Settings
 
 T = TypeVar("T")
@@ -42,27 +43,36 @@ class ProcessResources:
         self.state = ResourceState.NEW
         self.pid = os.getpid()
         self._stack = contextlib.ExitStack()
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._runner: LoopRunner | None = None
+        self._database: Database | None = None
 
     def __repr__(self) -> str:
         return f"ProcessResources(pid={self.pid}, state={self.state.value})"
 
     @property
-    def loop(self) -> asyncio.AbstractEventLoop:
-        """The process's event loop."""
+    def database(self) -> Database:
+        """The process's database engine."""
         self._require_open()
-        assert self._loop is not None
-        return self._loop
+        assert self._database is not None
+        return self._database
 
     def open(self) -> None:
-        """Create the event loop and every registered resource."""
+        """Create the event loop and the database engine (migrating first if configured)."""
         if self.state is not ResourceState.NEW:
             raise RuntimeError(f"process resources cannot open from state {self.state.value}")
-        loop = asyncio.new_event_loop()
-        self._stack.callback(loop.close)
-        self._loop = loop
+        settings = self.settings
+        if settings.database.migrate_on_start:
+            from worker.db.migrate import upgrade
+
+            upgrade(settings.database_url)
+        runner = LoopRunner()
+        self._stack.callback(runner.close)
+        self._runner = runner
+        database = Database(settings.database_url, settings.database)
+        self._stack.callback(lambda: runner(database.dispose()))
+        self._database = database
         self.state = ResourceState.OPEN
-        logger.info("process resources opened", pid=self.pid)
+        logger.info("process resources opened", pid=self.pid, database=repr(database))
 
     def enter(self, close: Callable[[], None]) -> None:
         """Register ``close`` to run (in reverse order of registration) at ``close()``."""
@@ -70,8 +80,12 @@ class ProcessResources:
         self._stack.callback(close)
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
-        """Run ``coro`` to completion on the process's loop."""
-        return self.loop.run_until_complete(coro)
+        """Run ``coro`` to completion on the process's loop (one thread at a time)."""
+        if self.state is not ResourceState.OPEN:
+            coro.close()  # never awaited: close it rather than leak a warning
+        self._require_open()
+        assert self._runner is not None
+        return self._runner(coro)
 
     def close(self) -> None:
         """Close everything opened, newest first; safe to call twice."""
@@ -81,7 +95,8 @@ class ProcessResources:
             self._stack.close()
         finally:
             self.state = ResourceState.CLOSED
-            self._loop = None
+            self._runner = None
+            self._database = None
             logger.info("process resources closed", pid=self.pid)
 
     def _require_open(self) -> None:

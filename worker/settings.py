@@ -82,6 +82,31 @@ class DatabaseSettings(_Section):
     migrate_on_start: bool = Field(
         default=True, description="Apply migrations when a worker starts."
     )
+    pool_recycle_s: float = Field(
+        default=1800.0, gt=0, le=86400, description="Seconds after which a connection is renewed."
+    )
+    statement_timeout_s: float = Field(
+        default=30.0, gt=0, le=600, description="Seconds one statement may run (PostgreSQL)."
+    )
+    retry_attempts: int = Field(
+        default=6, ge=1, le=100, description="Attempts per write on transient database errors."
+    )
+    retry_base_delay_s: float = Field(
+        default=0.1, gt=0, le=60, description="First retry delay; doubles per attempt, jittered."
+    )
+    retry_max_delay_s: float = Field(
+        default=5.0, gt=0, le=300, description="Longest delay between two attempts."
+    )
+    retry_max_total_s: float = Field(
+        default=30.0,
+        gt=0,
+        le=3600,
+        description="Time bound on one write's retries. When it is spent the batch is "
+        "requeued, unacked, and the worker stops consuming until the database answers.",
+    )
+    outage_probe_interval_s: float = Field(
+        default=2.0, gt=0, le=300, description="Seconds between probes while the database is down."
+    )
 
 
 class WorkerSettings(_Section):

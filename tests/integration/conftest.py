@@ -9,10 +9,11 @@ import pytest
 import torch
 
 from producer.demo.catalog import builtin_names, builtin_spec
+from worker.db.registry import open_registry
 from worker.launcher import WorkerProcess
 from worker.model import FeatureContract, ModelConfig, UniversalTemporalGNN
 from worker.model.loader import CheckpointMetadata, save_checkpoint
-from worker.model.registry import DirectoryRegistry
+from worker.settings import Settings
 
 MODEL_NAME = "universal"
 
@@ -42,18 +43,28 @@ def write_checkpoint(path: Path, version: str, *, broken: bool = False) -> Path:
     return path
 
 
-def register_and_activate(data_dir: Path, version: str, *, broken: bool = False) -> None:
-    """Register a fresh checkpoint as ``version`` and make it the active one."""
-    registry = DirectoryRegistry(data_dir / "models")
-    source = write_checkpoint(data_dir / f"incoming-{version}.gnnckpt", version, broken=broken)
-    registry.register(source)
-    registry.activate(MODEL_NAME, version)
-    registry.close()
+def env_settings(env: dict[str, str]) -> Settings:
+    """The settings a worker started with ``env`` has (data directory and database)."""
+    return Settings(
+        data_dir=Path(env["GNN_DATA_DIR"]), database={"url": env.get("GNN_DATABASE__URL")}
+    )
+
+
+def register_and_activate(env: dict[str, str], version: str, *, broken: bool = False) -> None:
+    """Register a fresh checkpoint as ``version`` in the database of ``env`` and activate it."""
+    settings = env_settings(env)
+    source = write_checkpoint(
+        settings.data_dir / f"incoming-{version}.gnnckpt", version, broken=broken
+    )
+    with open_registry(settings) as registry:
+        registry.register(source)
+        registry.activate(MODEL_NAME, version)
 
 
 @pytest.fixture(params=["embedded", "redis"])
 def pipeline_env(request: pytest.FixtureRequest, data_dir: Path) -> dict[str, str]:
-    """Settings for a worker and its producers, on the embedded broker or on Redis."""
+    """Settings for a worker and its producers: the embedded default (embedded broker and
+    SQLite) or production (Redis and PostgreSQL)."""
     env = {
         "GNN_DATA_DIR": str(data_dir),
         "GNN_LOG_LEVEL": "DEBUG",
@@ -66,13 +77,14 @@ def pipeline_env(request: pytest.FixtureRequest, data_dir: Path) -> dict[str, st
     }
     if request.param == "redis":
         env.update(request.getfixturevalue("redis_env"))
-    register_and_activate(data_dir, "v1")
+        env["GNN_DATABASE__URL"] = request.getfixturevalue("postgres_url")
+    register_and_activate(env, "v1")
     return env
 
 
 @pytest.fixture
 def activate_model() -> Callable[..., None]:
-    """``activate_model(data_dir, version, broken=False)``: register and activate a model."""
+    """``activate_model(env, version, broken=False)``: register and activate a model."""
     return register_and_activate
 
 

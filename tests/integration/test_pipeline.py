@@ -220,10 +220,13 @@ def test_invalid_snapshots_are_dead_lettered_while_the_batch_proceeds(
 
 
 def test_breaker_opens_stops_consuming_and_closes_after_a_good_version(
-    start_worker: StartWorker, client: ProducerClient, data_dir: Path, activate_model: Activate
+    start_worker: StartWorker,
+    client: ProducerClient,
+    pipeline_env: dict[str, str],
+    activate_model: Activate,
 ) -> None:
     worker = start_worker()
-    activate_model(data_dir, "broken", broken=True)  # fails on machines other than the demos
+    activate_model(pipeline_env, "broken", broken=True)  # fails on machines other than the demos
     deadline = time.monotonic() + 30
     while not log_events(worker.log_path, "model swapped between batches"):
         assert time.monotonic() < deadline, "the worker never took the broken version"
@@ -245,7 +248,7 @@ def test_breaker_opens_stops_consuming_and_closes_after_a_good_version(
     while client.queue_depth() != 8 and time.monotonic() < deadline:
         time.sleep(0.1)
     assert client.queue_depth() == 8  # stopped consuming: the messages wait for healthy workers
-    activate_model(data_dir, "v2")
+    activate_model(pipeline_env, "v2")
     results = outcomes(client, [s.snapshot_id for s in first], timeout=60)
     assert all(isinstance(r, Diagnosed) for r in results.values())
     assert {r.diagnosis.model_version for r in results.values() if isinstance(r, Diagnosed)} == {
@@ -258,7 +261,10 @@ def test_breaker_opens_stops_consuming_and_closes_after_a_good_version(
 
 
 def test_hot_swap_while_snapshots_flow_fails_none(
-    start_worker: StartWorker, client: ProducerClient, data_dir: Path, activate_model: Activate
+    start_worker: StartWorker,
+    client: ProducerClient,
+    pipeline_env: dict[str, str],
+    activate_model: Activate,
 ) -> None:
     worker = start_worker()
     snapshots = demo_snapshots(400, "swap")
@@ -276,7 +282,7 @@ def test_hot_swap_while_snapshots_flow_fails_none(
     producer = threading.Thread(target=produce)
     producer.start()
     time.sleep(0.4)
-    activate_model(data_dir, "v2")
+    activate_model(pipeline_env, "v2")
     deadline = time.monotonic() + 60
     while not log_events(worker.log_path, "model swapped between batches"):
         assert time.monotonic() < deadline, "the worker never swapped"

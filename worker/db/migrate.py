@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import fcntl
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from sqlalchemy.engine import make_url
 
 import migrations
 from worker.db.urls import prepare_database_url
@@ -20,8 +22,23 @@ def alembic_config(database_url: str) -> Config:
 
 
 def upgrade(database_url: str, revision: str = "head") -> None:
-    """Migrate the database at ``database_url`` up to ``revision``."""
-    command.upgrade(alembic_config(database_url), revision)
+    """Migrate the database at ``database_url`` up to ``revision``.
+
+    Several processes may call this at once (workers starting together): on PostgreSQL an
+    advisory lock in the migration environment makes them take turns, on SQLite a lock
+    file next to the database does.
+    """
+    config = alembic_config(database_url)
+    url = make_url(config.attributes["database_url"])
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        command.upgrade(config, revision)
+        return
+    with open(f"{url.database}.migrate-lock", "a+b") as lock:
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+        try:
+            command.upgrade(config, revision)
+        finally:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
 
 
 def current_revision(database_url: str) -> str | None:

@@ -21,7 +21,6 @@ from worker.model.loader import (
 from worker.model.losses import NORMAL_CLASS, LossWeights, Targets, model_loss
 from worker.model.outputs import ModelOutput
 from worker.model.registry import (
-    DirectoryRegistry,
     ModelRegistry,
     ModelStatus,
     ModelVersion,
@@ -36,7 +35,6 @@ __all__ = [
     "NORMAL_CLASS",
     "CheckpointError",
     "CheckpointMetadata",
-    "DirectoryRegistry",
     "FeatureContract",
     "GraphBatch",
     "GraphSample",
