@@ -6,6 +6,7 @@ Typical use::
     with ProducerClient(settings) as client:
         handle = client.submit(snapshot)
         outcome = client.result(handle.snapshot_id, timeout=10)
+        stored = client.history("excavator-7", limit=20)   # from the database
 
 A snapshot is validated (schema, limits, known machine and sensors) before it is published,
 so a bad one never reaches the queue: ``submit`` raises ``InvalidInput`` naming the field.
@@ -23,6 +24,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from types import TracebackType
 from typing import Any
 
@@ -31,10 +33,11 @@ from kombu.exceptions import ChannelError, OperationalError
 from loguru import logger
 
 from producer.demo.catalog import builtin_spec
-from schemas import Snapshot
+from schemas import Diagnosis, Snapshot
 from schemas.result import DeadLettered, Diagnosed, ExpiredOutcome, parse_outcome
 from worker.admission import SpecResolver, admit, parse_snapshot
 from worker.app import TASK_DIAGNOSE, ServiceApp, create_app
+from worker.db.reader import DiagnosisReader
 from worker.errors import BrokerUnavailable, DeadlineExceeded, InvalidInput, ModelError, QueueFull
 from worker.messages import CORRELATION_HEADER, PUBLISHED_AT_HEADER
 from worker.settings import Settings
@@ -71,6 +74,7 @@ class ProducerClient:
         self._depth = 0
         self._depth_checked_at = float("-inf")
         self._closed = False
+        self._reader = DiagnosisReader(settings)
 
     def __repr__(self) -> str:
         return f"ProducerClient(queue={self.queue!r}, closed={self._closed})"
@@ -91,6 +95,7 @@ class ProducerClient:
         if not self._closed:
             self._closed = True
             self.app.close()
+            self._reader.close()
 
     def validate(self, snapshot: Snapshot | Mapping[str, Any]) -> Snapshot:
         """Run every check the worker will run on the message.
@@ -152,6 +157,22 @@ class ProducerClient:
         if async_result.failed():
             raise ModelError(f"snapshot {snapshot_id}: worker failed: {value!r}")
         return parse_outcome(value)
+
+    def history(
+        self, system_id: str, *, since: datetime | None = None, limit: int = 100
+    ) -> list[Diagnosis]:
+        """A system's stored diagnoses, newest first, created at or after ``since``.
+
+        Raises:
+            ConfigurationError: The database has no tables yet.
+        """
+        self._require_open()
+        return self._reader.history(system_id, since=since, limit=limit)
+
+    def latest(self, system_id: str) -> Diagnosis | None:
+        """A system's newest stored diagnosis, or None."""
+        self._require_open()
+        return self._reader.latest(system_id)
 
     def queue_depth(self) -> int:
         """Messages waiting in the snapshot queue (not counting prefetched ones)."""

@@ -8,8 +8,10 @@ composes every package (worker, producer, training); nothing imports it.
 from __future__ import annotations
 
 import json
+import re
 import time
 import uuid
+from datetime import UTC, datetime, timedelta
 from importlib.metadata import version as package_version
 from pathlib import Path
 from typing import Annotated
@@ -219,20 +221,120 @@ def run(
     duration: Annotated[
         float, typer.Option(min=5, help="Seconds to stream the demo machines.")
     ] = 40.0,
+    workers: Annotated[int, typer.Option(min=1, max=16, help="Worker processes to start.")] = 1,
+    flower: Annotated[bool, typer.Option(help="Start Flower next to the workers.")] = True,
 ) -> None:
-    """Start a worker and diagnose the four demo machines live, faults developing."""
+    """Start the worker pool and Flower, and diagnose the four demo machines live."""
     from rich.console import Console
 
     from worker.db.migrate import upgrade
     from worker.demo_run import run_demo
+    from worker.settings import mask_url
 
     settings = _settings(ctx)
     upgrade(settings.database_url)
-    shown = run_demo(settings, duration_s=duration, console=Console())
-    if shown == 0:
-        typer.echo("no diagnosis arrived", err=True)
+    stored = run_demo(
+        settings, duration_s=duration, workers=workers, flower=flower, console=Console()
+    )
+    if stored == 0:
+        typer.echo("no diagnosis was stored", err=True)
         raise typer.Exit(1)
-    typer.echo(f"{shown} diagnoses")
+    typer.echo(f"{stored} diagnoses stored in {mask_url(settings.database_url)}")
+
+
+_RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
+_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_since(text: str) -> datetime:
+    """An ISO-8601 moment (UTC if it has no offset) or a duration back from now (30m, 2h)."""
+    match = _RELATIVE.match(text.strip())
+    if match:
+        return datetime.now(UTC) - timedelta(seconds=float(match[1]) * _UNIT_S[match[2]])
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise typer.BadParameter(
+            f"{text!r} is neither an ISO-8601 time nor a duration like 30m, 2h or 1d",
+            param_hint="--since",
+        ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+@app.command()
+def diagnoses(
+    ctx: typer.Context,
+    system: Annotated[
+        str | None, typer.Option(help="System id; without it, the latest of every system.")
+    ] = None,
+    since: Annotated[
+        str | None, typer.Option(help="ISO-8601 time, or a duration back from now: 30m, 2h, 1d.")
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, max=10_000, help="Most rows shown.")] = 20,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON lines instead of a table.")] = False,
+) -> None:
+    """Stored diagnoses: a system's history, newest first, or the latest of every system."""
+    from rich.console import Console
+
+    from worker.db.reader import DiagnosisReader
+    from worker.errors import ConfigurationError
+    from worker.views import fleet_table, history_table
+
+    settings = _settings(ctx)
+    moment = parse_since(since) if since else None
+    reader = DiagnosisReader(settings)
+    try:
+        if system is None:
+            found = reader.latest_per_system(limit=limit)
+            if moment is not None:
+                found = [item for item in found if item.created_at >= moment]
+        else:
+            found = reader.history(system, since=moment, limit=limit)
+    except ConfigurationError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from None
+    finally:
+        reader.close()
+    if as_json:
+        for item in found:
+            typer.echo(item.model_dump_json())
+        return
+    if not found:
+        typer.echo(f"no diagnoses stored{f' for {system}' if system else ''}")
+        return
+    title = f"{system}: {len(found)} newest" if system else "latest diagnosis per system"
+    table = history_table(title, found) if system else fleet_table(title, found)
+    Console().print(table)
+
+
+@app.command()
+def flower(ctx: typer.Context) -> None:
+    """Start Flower (the Celery monitor) on the service's broker, with basic auth.
+
+    It refuses to start without GNN_SECURITY__FLOWER_PASSWORD; it listens on
+    GNN_SECURITY__FLOWER_ADDRESS:GNN_SECURITY__FLOWER_PORT (127.0.0.1:5555 by default).
+    """
+    from worker.app import create_app
+
+    settings = _settings(ctx)
+    security = settings.security
+    if security.flower_password is None:
+        typer.echo(
+            "Flower needs a password: set GNN_SECURITY__FLOWER_PASSWORD "
+            "(and GNN_SECURITY__FLOWER_USER, default admin)",
+            err=True,
+        )
+        raise typer.Exit(2)
+    auth = f"{security.flower_user}:{security.flower_password.get_secret_value()}"
+    celery_app = create_app(settings)
+    celery_app.start(
+        argv=[
+            "flower",
+            f"--address={security.flower_address}",
+            f"--port={security.flower_port}",
+            f"--basic-auth={auth}",
+        ]
+    )
 
 
 def main() -> None:

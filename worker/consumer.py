@@ -166,7 +166,9 @@ class SnapshotConsumer:
 
     def _main(self) -> None:
         try:
-            runner = self._load_runner()
+            runner = self._first_runner()
+            if runner is None:
+                return
             self.processor = self._processor_factory(runner)
             self._version_token = self._probe_version()
             self.ready = True
@@ -181,6 +183,16 @@ class SnapshotConsumer:
             self.error = f"{type(exc).__name__}: {exc}"
             self.ready = False
             logger.exception("snapshot consumer stopped on an error")
+
+    def _first_runner(self) -> ModelRunner | None:
+        """Load the model to serve, waiting out a registry (database) outage."""
+        while not self._stop.is_set():
+            try:
+                return self._load_runner()
+            except TransientError as exc:
+                logger.warning("model registry unavailable; retrying the load", error=str(exc))
+                self._stop.wait(self.settings.database.outage_probe_interval_s)
+        return None
 
     def _consume_until_stopped(self) -> None:
         worker = self.settings.worker
@@ -389,7 +401,11 @@ class SnapshotConsumer:
 
     def _maybe_swap(self) -> None:
         self._swap.clear()
-        token = self._probe_version()
+        try:
+            token = self._probe_version()
+        except TransientError as exc:
+            logger.warning("model registry unavailable; serving the current model", error=str(exc))
+            return
         if token == self._version_token:
             return
         assert self.processor is not None

@@ -1,27 +1,34 @@
 """``gnn-service run``: the service working end to end on the current settings.
 
-Starts a worker process, then streams the four demo machines, each with a fault developing,
-through the queue (machine time runs 60x faster: one 60 s window per second per machine) and
-shows the latest diagnosis of each machine as it arrives.
+Starts the worker pool and Flower, then streams the four demo machines, each with a fault
+developing, through the queue (machine time runs 60x faster: one 60 s window per second per
+machine), and shows the latest diagnosis stored for each machine and its worst components,
+read back from the database as the workers store them.
 """
 
 from __future__ import annotations
 
+import os
+import secrets
+import subprocess
+import sys
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
 
 from rich.console import Console
 from rich.live import Live
-from rich.table import Table
 
 from producer.client import ProducerClient
 from producer.demo.catalog import builtin_spec
 from producer.demo.generator import generate
 from producer.stream import run_prefix, snapshots_of
-from schemas import Diagnosis, Snapshot
-from schemas.result import Diagnosed
+from schemas import Snapshot
+from worker.db.reader import DiagnosisReader
 from worker.launcher import WorkerProcess
 from worker.settings import Settings
+from worker.views import fleet_table
 
 #: Each demo machine and the fault that develops in it (onset and time to failure in
 #: machine time).
@@ -36,14 +43,15 @@ DEMO_FAULTS = {
 @dataclass
 class _Machine:
     name: str
+    system_id: str
     snapshots: list[Snapshot]
-    latest: Diagnosis | None = None
     sent: int = 0
-    diagnosed: int = 0
 
 
-def run_demo(settings: Settings, *, duration_s: float, console: Console) -> int:
-    """Run the demo for ``duration_s`` seconds; returns the number of diagnoses shown."""
+def run_demo(
+    settings: Settings, *, duration_s: float, workers: int, flower: bool, console: Console
+) -> int:
+    """Run the demo for ``duration_s`` seconds; returns the number of diagnoses stored."""
     steps = max(2, int(duration_s)) + 2
     prefix = run_prefix()
     machines = []
@@ -54,90 +62,93 @@ def run_demo(settings: Settings, *, duration_s: float, console: Console) -> int:
                 run, window=60, stride=60, count=steps, prefix=f"{prefix}-{name}",
                 system_id=f"demo-{name}",
             )  # fmt: skip
-            machines.append(_Machine(name, list(cut)))
-    log_path = settings.data_dir / "logs" / "worker-run.log"
-    worker = WorkerProcess(env={}, hostname="gnn-run@%h", log_path=log_path)
-    console.print(f"starting a worker (log: {log_path})")
-    worker.start()
-    shown = 0
+            machines.append(_Machine(name, f"demo-{name}", list(cut)))
+    logs = settings.data_dir / "logs"
+    pool = [
+        WorkerProcess(env={}, hostname=f"gnn-run-{index}@%h", log_path=logs / f"worker-{index}.log")
+        for index in range(1, workers + 1)
+    ]
+    console.print(f"starting {workers} worker(s) (logs: {logs}/worker-N.log)")
+    for worker in pool:
+        worker.start()
+    monitor = _start_flower(settings, logs / "flower.log", console) if flower else None
+    reader = DiagnosisReader(settings)
+    started_at = datetime.now(UTC)
     try:
-        with console.status("worker loading and warming the model"):
-            worker.wait_ready(timeout_s=settings.worker.process_init_timeout_s + 60)
-        console.print(f"worker ready: {worker.base_url}/readyz")
+        with console.status("workers loading and warming the model"):
+            for worker in pool:
+                worker.wait_ready(timeout_s=settings.worker.process_init_timeout_s + 60)
+        console.print("ready: " + ", ".join(f"{w.base_url}/readyz" for w in pool))
         with (
             ProducerClient(settings) as client,
             Live(console=console, refresh_per_second=4) as live,
         ):
-            pending: dict[str, _Machine] = {}
-            started = time.monotonic()
-            second = 0
-            while time.monotonic() - started < duration_s or pending:
-                if time.monotonic() - started < duration_s and second < steps:
-                    for machine in machines:
-                        snapshot = machine.snapshots[second]
-                        client.submit(snapshot)
-                        pending[snapshot.snapshot_id] = machine
-                        machine.sent += 1
-                    second += 1
-                shown += _collect(client, pending)
-                live.update(_table(machines, time.monotonic() - started))
-                if time.monotonic() - started > duration_s + 30:
-                    break  # the worker stopped answering; say so below
-                time.sleep(max(0.0, started + second - time.monotonic()) if pending else 0.2)
-        if pending:
-            console.print(f"{len(pending)} snapshots still unanswered when the demo ended")
-    finally:
-        code = worker.stop()
-        console.print(f"worker stopped (exit {code})")
-    return shown
-
-
-def _collect(client: ProducerClient, pending: dict[str, _Machine]) -> int:
-    done = 0
-    for snapshot_id in list(pending):
-        result = client.app.AsyncResult(snapshot_id)
-        if not result.ready():
-            continue
-        machine = pending.pop(snapshot_id)
-        outcome = client.result(snapshot_id, timeout=1.0)
-        if isinstance(outcome, Diagnosed):
-            machine.latest = outcome.diagnosis
-            machine.diagnosed += 1
-            done += 1
-    return done
-
-
-def _table(machines: list[_Machine], elapsed_s: float) -> Table:
-    table = Table(title=f"latest diagnosis per machine ({elapsed_s:.0f} s)")
-    for column in ("machine", "machine time", "health", "worst component", "status",
-                   "likely fault", "anomaly", "RUL h", "diagnosed"):  # fmt: skip
-        table.add_column(column)
-    for machine in machines:
-        diagnosis = machine.latest
-        if diagnosis is None:
-            table.add_row(machine.name, "-", "-", "-", "-", "-", "-", "-", str(machine.diagnosed))
-            continue
-        worst = min(diagnosis.components, key=lambda c: c.health)
-        style = {"ok": "green", "warning": "yellow", "critical": "red"}[worst.status]
-        likely = _likely_fault(diagnosis)
-        table.add_row(
-            machine.name,
-            f"{machine.diagnosed} min",
-            f"{diagnosis.machine_health:.2f}",
-            worst.component_id,
-            f"[{style}]{worst.status}[/{style}]",
-            likely,
-            f"{max(c.anomaly_score for c in diagnosis.components):.1f}",
-            f"{worst.rul.hours:.0f}" if worst.rul else "-",
-            str(machine.diagnosed),
+            _stream(client, reader, machines, live, steps=steps, duration_s=duration_s)
+        stored = sum(
+            len(reader.history(m.system_id, since=started_at, limit=10_000)) for m in machines
         )
-    return table
+        sent = sum(machine.sent for machine in machines)
+        if stored < sent:
+            console.print(f"{sent - stored} of {sent} snapshots not stored when the demo ended")
+    finally:
+        reader.close()
+        if monitor is not None:
+            monitor.terminate()
+            monitor.wait(10)
+        for index, worker in enumerate(pool, start=1):
+            console.print(f"worker {index} stopped (exit {worker.stop()})")
+    return stored
 
 
-def _likely_fault(diagnosis: Diagnosis) -> str:
-    best: tuple[float, str] = (0.0, "normal")
-    for component in diagnosis.components:
-        for fault, probability in component.fault_probabilities.items():
-            if fault != "normal" and probability > best[0]:
-                best = (probability, fault)
-    return f"{best[1]} ({best[0]:.2f})" if best[1] != "normal" else "normal"
+def _stream(
+    client: ProducerClient,
+    reader: DiagnosisReader,
+    machines: list[_Machine],
+    live: Live,
+    *,
+    steps: int,
+    duration_s: float,
+) -> None:
+    """One window per machine per second; the view refreshes from the database."""
+    ours = {machine.system_id for machine in machines}
+    started = time.monotonic()
+    second = 0
+    while True:
+        elapsed = time.monotonic() - started
+        if elapsed < duration_s and second < steps:
+            for machine in machines:
+                client.submit(machine.snapshots[second])
+                machine.sent += 1
+            second += 1
+        latest = [d for d in reader.latest_per_system() if d.system_id in ours]
+        title = f"latest stored diagnosis per machine ({elapsed:.0f} s, machine time 60x)"
+        live.update(fleet_table(title, latest))
+        sent_last = {m.system_id: m.snapshots[m.sent - 1].snapshot_id for m in machines}
+        caught_up = all(sent_last[d.system_id] == d.snapshot_id for d in latest)
+        if elapsed >= duration_s and (caught_up and len(latest) == len(machines)):
+            return
+        if elapsed > duration_s + 30:
+            return  # the workers stopped answering; the caller says how many are missing
+        time.sleep(0.5 if elapsed >= duration_s else max(0.0, started + second - time.monotonic()))
+
+
+def _start_flower(settings: Settings, log_path: Path, console: Console) -> subprocess.Popen[bytes]:
+    """Flower on the service's broker, with a password made up for this run if none is set."""
+    security = settings.security
+    password = (
+        security.flower_password.get_secret_value()
+        if security.flower_password is not None
+        else secrets.token_urlsafe(12)
+    )
+    env = {**os.environ, "GNN_SECURITY__FLOWER_PASSWORD": password}
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "worker", "flower"], env=env, stdout=log, stderr=log
+        )
+    shown = password if security.flower_password is None else "(GNN_SECURITY__FLOWER_PASSWORD)"
+    console.print(
+        f"Flower: http://{security.flower_address}:{security.flower_port} "
+        f"user {security.flower_user} password {shown}"
+    )
+    return process

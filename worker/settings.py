@@ -338,6 +338,10 @@ class SecuritySettings(_Section):
     max_sensors: int = Field(
         default=512, ge=1, le=100_000, description="Most sensors in one machine."
     )
+    flower_address: str = Field(
+        default="127.0.0.1", description="Address Flower listens on (0.0.0.0 behind a proxy)."
+    )
+    flower_port: int = Field(default=5555, ge=1, le=65535, description="Flower's HTTP port.")
     flower_user: str = Field(default="admin", description="Flower basic-auth user.")
     flower_password: SecretStr | None = Field(
         default=None, description="Flower refuses to start without it."

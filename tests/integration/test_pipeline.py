@@ -11,7 +11,6 @@ import pickle
 import signal
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,11 +18,10 @@ from typing import Any
 
 import pytest
 from kombu import Connection
+from pipeline_helpers import demo_snapshots, log_events, outcomes
 
 from producer.client import ProducerClient
-from producer.demo.generator import generate
-from producer.demo.windows import windows
-from schemas import Snapshot, SystemSpec, load_spec
+from schemas import load_spec
 from schemas.result import DeadLettered, Diagnosed, ExpiredOutcome
 from worker.app import TASK_DIAGNOSE
 from worker.launcher import WorkerProcess
@@ -43,34 +41,6 @@ def client(
         monkeypatch.setenv(name, value)
     with ProducerClient(Settings()) as producer:
         yield producer
-
-
-def demo_snapshots(
-    count: int, prefix: str, system: str | SystemSpec = "excavator"
-) -> list[Snapshot]:
-    run = generate(system, duration_s=60 * (count + 1), seed=11)
-    cut = [snapshot for _, snapshot in windows(run, 60)][:count]
-    # Unique per call: the Redis result backend outlives a test run.
-    run_id = uuid.uuid4().hex[:8]
-    return [
-        s.model_copy(update={"snapshot_id": f"{prefix}-{run_id}-{i:04d}"})
-        for i, s in enumerate(cut)
-    ]
-
-
-def outcomes(client: ProducerClient, ids: list[str], timeout: float = 60) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    return {i: client.result(i, timeout=max(0.1, deadline - time.monotonic())) for i in ids}
-
-
-def log_events(path: Path, message: str) -> list[dict[str, Any]]:
-    events = []
-    for line in path.read_text().splitlines():
-        if line.startswith("{"):
-            event = json.loads(line)
-            if event["message"] == message:
-                events.append(event)
-    return events
 
 
 def publish_raw(
@@ -108,6 +78,9 @@ def test_each_snapshot_is_answered_exactly_once(
         assert diagnosis.snapshot_id == snapshot_id
         assert diagnosis.model_version == "universal:v1"
         assert {c.component_id for c in diagnosis.components} == _components("excavator")
+    stored = {d.snapshot_id: d for d in client.history(snapshots[0].system_id, limit=10_000)}
+    assert stored.keys() >= results.keys()  # in the database too, the same as polled
+    assert all(stored[i] == r.diagnosis for i, r in results.items() if isinstance(r, Diagnosed))
     worker.stop()
     settled = log_events(worker.log_path, "batch settled")
     assert sum(event["diagnosed"] for event in settled) == 40  # no snapshot computed twice

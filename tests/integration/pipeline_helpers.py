@@ -1,0 +1,42 @@
+"""Helpers shared by the pipeline tests (imported by name: pytest puts this folder on the path)."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from producer.client import ProducerClient
+from producer.demo.generator import generate
+from producer.demo.windows import windows
+from schemas import Snapshot, SystemSpec
+
+
+def demo_snapshots(
+    count: int, prefix: str, system: str | SystemSpec = "excavator"
+) -> list[Snapshot]:
+    run = generate(system, duration_s=60 * (count + 1), seed=11)
+    cut = [snapshot for _, snapshot in windows(run, 60)][:count]
+    # Unique per call: the Redis result backend outlives a test run.
+    run_id = uuid.uuid4().hex[:8]
+    return [
+        s.model_copy(update={"snapshot_id": f"{prefix}-{run_id}-{i:04d}"})
+        for i, s in enumerate(cut)
+    ]
+
+
+def outcomes(client: ProducerClient, ids: list[str], timeout: float = 60) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    return {i: client.result(i, timeout=max(0.1, deadline - time.monotonic())) for i in ids}
+
+
+def log_events(path: Path, message: str) -> list[dict[str, Any]]:
+    events = []
+    for line in path.read_text().splitlines():
+        if line.startswith("{"):
+            event = json.loads(line)
+            if event["message"] == message:
+                events.append(event)
+    return events
