@@ -174,7 +174,7 @@ class OutcomeRepository:
         """A system's diagnoses, newest first, created at or after ``since``."""
         query = select(tables.diagnoses).where(tables.diagnoses.c.system_id == system_id)
         if since is not None:
-            query = query.where(tables.diagnoses.c.created_at >= since)
+            query = query.where(tables.diagnoses.c.created_at >= utc(since))
         query = query.order_by(
             tables.diagnoses.c.created_at.desc(), tables.diagnoses.c.id.desc()
         ).limit(max(1, limit))
@@ -186,16 +186,22 @@ class OutcomeRepository:
         return found[0] if found else None
 
     async def latest_per_system(self, *, limit: int = 1000) -> list[Diagnosis]:
-        """The newest diagnosis of every system, by system id."""
-        newest = (
-            select(func.max(tables.diagnoses.c.id).label("id"))
-            .group_by(tables.diagnoses.c.system_id)
-            .subquery()
-        )
+        """The newest diagnosis of every system (as ``latest`` orders: by ``created_at``,
+        not by when it was stored), by system id."""
+        table = tables.diagnoses
+        ranked = select(
+            table,
+            func.row_number()
+            .over(
+                partition_by=table.c.system_id,
+                order_by=(table.c.created_at.desc(), table.c.id.desc()),
+            )
+            .label("newness"),
+        ).subquery()
         query = (
-            select(tables.diagnoses)
-            .join(newest, tables.diagnoses.c.id == newest.c.id)
-            .order_by(tables.diagnoses.c.system_id)
+            select(*(ranked.c[column.name] for column in table.c))
+            .where(ranked.c.newness == 1)
+            .order_by(ranked.c.system_id)
             .limit(max(1, limit))
         )
         return [_diagnosis(row) for row in await self._rows(query)]
@@ -223,7 +229,7 @@ class OutcomeRepository:
         table = tables.dead_letters
         query = select(table)
         if since is not None:
-            query = query.where(table.c.stored_at >= since)
+            query = query.where(table.c.stored_at >= utc(since))
         if reason is not None:
             query = query.where(table.c.reason == reason)
         query = query.order_by(table.c.id.desc()).limit(max(1, limit))
@@ -278,7 +284,7 @@ def _diagnosis_row(item: Diagnosis, stored_at: datetime) -> dict[str, Any]:
         "components": [component.model_dump(mode="json") for component in item.components],
         "timings": item.timings.model_dump(mode="json", exclude_none=True),
         "warnings": list(item.warnings),
-        "created_at": item.created_at,
+        "created_at": utc(item.created_at),
         "stored_at": stored_at,
     }
 
@@ -303,8 +309,8 @@ def _expired_row(item: Expired) -> dict[str, Any]:
     return {
         "snapshot_id": item.snapshot_id,
         "system_id": item.system_id,
-        "deadline": item.deadline,
-        "observed_at": item.observed_at,
+        "deadline": utc(item.deadline),
+        "observed_at": utc(item.observed_at),
         "correlation_id": item.correlation_id,
     }
 
@@ -316,7 +322,7 @@ def _dead_letter_row(key: str, item: DeadLetter, stored_at: datetime) -> dict[st
         "reason": str(item.reason),
         "detail": item.detail,
         "payload_sha256": item.payload_sha256,
-        "received_at": item.received_at,
+        "received_at": utc(item.received_at),
         "stored_at": stored_at,
     }
 
@@ -324,3 +330,9 @@ def _dead_letter_row(key: str, item: DeadLetter, stored_at: datetime) -> dict[st
 def aware(moment: datetime) -> datetime:
     """SQLite hands back naive datetimes; everything stored is UTC."""
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def utc(moment: datetime) -> datetime:
+    """``moment`` in UTC, as it is stored and compared: SQLite keeps a datetime's wall-clock
+    time and drops its offset, so 12:00+02:00 would read back as 12:00 UTC."""
+    return aware(moment).astimezone(UTC)

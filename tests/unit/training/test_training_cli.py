@@ -137,7 +137,7 @@ def test_models_commands_register_activate_list_and_roll_back(
     assert registered.exit_code == 0, registered.output
     assert "registered universal 7 (staged)" in registered.stdout
     assert _invoke(tmp_path, "models", "register", str(checkpoint), "--version", "8").exit_code == 0
-    assert (tmp_path / "data" / "models" / "universal" / "8.gnnckpt").is_file()
+    assert (tmp_path / "data" / "gnn.db").is_file()  # the registry is in the database
 
     assert _invoke(tmp_path, "models", "activate", "universal", "7").exit_code == 0
     assert (
