@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
-import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -33,6 +31,7 @@ from producer.demo.catalog import builtin_spec
 from producer.demo.generator import generate
 from producer.demo.windows import windows
 from schemas import Snapshot
+from training.bench_report import result_document
 from worker.app import TASK_DIAGNOSE, create_app
 from worker.db.registry import open_registry
 from worker.embedded import EmbeddedRedis
@@ -141,13 +140,10 @@ def _run(
         "p95_ms_at_50rps": results["batched"]["p95_ms_at_50rps"],
         "p95_ms_at_2x_naive": results["batched"]["p95_ms_at_2x_naive"],
     }
-    return {
-        "benchmark": "pipeline",
-        "created_at": datetime.now(UTC).isoformat(),
-        "git_sha": _git_sha(),
-        "command": config.extra.get("command", ""),
-        "machine": _machine(),
-        "config": {
+    return result_document(
+        "pipeline",
+        command=config.extra.get("command", ""),
+        config={
             **{
                 k: str(v) if isinstance(v, Path) else v
                 for k, v in config.__dict__.items()
@@ -156,11 +152,10 @@ def _run(
             "model_version": model_version,
             "stop_clock": "result backend",
         },
-        "results": results,
-        "baselines": {"naive": results["naive"]},
-        "published": {},
-        "ratios": ratios,
-    }
+        results=results,
+        baselines={"naive": results["naive"]},
+        ratios=ratios,
+    )
 
 
 # payloads and targets -------------------------------------------------------------------
@@ -334,30 +329,3 @@ def _raw_model(
         if rate > best["features_forward_rps"]:
             best = {"features_forward_rps": rate, "forward_rps": forward_rate, "batch_size": size}
     return best, runner.version
-
-
-def _git_sha() -> str:
-    try:
-        return subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
-def _machine() -> dict[str, Any]:
-    model = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "cpus": os.cpu_count(),
-        "cpu_model": model,
-        "torch": torch.__version__,
-        "device": "cpu",
-        "python": platform.python_version(),
-    }

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-import json
 import os
-import shlex
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
+
+if TYPE_CHECKING:
+    from worker.settings import Settings
 
 benchmark_app = typer.Typer(
     help="Benchmarks: each writes benchmarks/results/NAME.json and prints a table.",
@@ -36,11 +37,12 @@ def pipeline(
 ) -> None:
     """Raw model vs micro-batched vs unbatched vs naive workers, one run, same payloads."""
     from training.bench_pipeline import PipelineBenchConfig, run_pipeline_benchmark
+    from training.bench_report import command_line, write_result
     from worker.logging import configure_logging
 
     configure_logging(level="WARNING", fmt="console", stream=sys.stderr)
     console = Console(stderr=True)
-    command = "gnn-service " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    command = command_line()
     config = PipelineBenchConfig(
         burst=burst,
         latency_seconds=seconds,
@@ -49,8 +51,7 @@ def pipeline(
         extra={"command": command},
     )
     result = run_pipeline_benchmark(config, redis_url=redis_url, report=console.log)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    write_result(out, result)
     table = Table(title=f"pipeline ({os.cpu_count()} CPUs)")
     for column in ("variant", "metric", "value"):
         table.add_column(column)
@@ -63,3 +64,107 @@ def pipeline(
         table.add_row("ratio", name, f"{value:.2f}")
     Console().print(table)
     typer.echo(f"wrote {out}")
+
+
+@benchmark_app.command("db-write")
+def db_write(
+    ctx: typer.Context,
+    database_url: Annotated[
+        str | None,
+        typer.Option(
+            "--database-url",
+            "--postgres-url",
+            help="PostgreSQL database to measure; its diagnoses table is emptied. Default: "
+            "GNN_DATABASE__URL when it is PostgreSQL, else "
+            "postgresql+asyncpg://postgres@127.0.0.1:5432/gnn_bench.",
+        ),
+    ] = None,
+    batch_size: Annotated[
+        int,
+        typer.Option(min=1, max=1000, help="Diagnoses per batch (the worker's default max batch)."),
+    ] = 64,
+    batches: Annotated[int, typer.Option(min=1, help="Timed batches per variant.")] = 50,
+    sqlite_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="Directory for the SQLite file (db-write.db). Default: a temporary directory, "
+            "removed afterwards."
+        ),
+    ] = None,
+    output: Annotated[Path, typer.Option("--output", "--out", help="Result file.")] = Path(
+        "benchmarks/results/db-write.json"
+    ),
+) -> None:
+    """Diagnoses written per second: one bulk INSERT per batch vs one INSERT per diagnosis,
+    on PostgreSQL and SQLite, same rows."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
+
+    from training.bench_db_write import (
+        DbWriteBenchConfig,
+        postgres_url_for,
+        run_db_write_benchmark,
+    )
+    from training.bench_report import command_line, write_result
+    from worker.errors import ConfigurationError
+    from worker.logging import configure_logging
+
+    configure_logging(level="WARNING", fmt="console", stream=sys.stderr)
+    console = Console(stderr=True)
+    settings = _root_settings(ctx)
+    bars: dict[str, TaskID] = {}
+    with Progress(
+        TextColumn("{task.description:<20}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("batches"),
+        console=console,
+    ) as progress:
+
+        def tick(label: str, done: int, total: int) -> None:
+            if label not in bars:
+                bars[label] = progress.add_task(label, total=total)
+            progress.update(bars[label], completed=done)
+
+        try:
+            config = DbWriteBenchConfig(batch_size=batch_size, batches=batches)
+            result = run_db_write_benchmark(
+                config,
+                settings=settings,
+                postgres_url=postgres_url_for(settings, database_url),
+                sqlite_dir=sqlite_dir,
+                command=command_line(),
+                report=progress.console.log,
+                tick=tick,
+            )
+        except ConfigurationError as exc:
+            progress.stop()
+            typer.echo(f"db-write: {exc}", err=True)
+            raise typer.Exit(2) from None
+    write_result(output, result)
+    table = Table(title=f"db-write: {batches} batches of {batch_size} ({os.cpu_count()} CPUs)")
+    table.add_column("database")
+    table.add_column("INSERTs")
+    for column in ("rows/s", "p50 ms", "p95 ms", "rows", "bulk/per-row"):
+        table.add_column(column, justify="right")
+    for label, metrics in result["results"].items():
+        name, variant = label.split("_", 1)
+        bulk = variant == "bulk"
+        table.add_row(
+            name,
+            "1 per batch" if bulk else "1 per row",
+            f"{metrics['throughput_rps']:,.0f}",
+            f"{metrics['p50_ms']:.1f}",
+            f"{metrics['p95_ms']:.1f}",
+            str(metrics["rows_written"]),
+            f"{result['ratios'][f'bulk_gain_{name}']:.2f}x" if bulk else "",
+        )
+    Console().print(table)
+    typer.echo(f"wrote {output}")
+
+
+def _root_settings(ctx: typer.Context) -> Settings:
+    """The settings the ``gnn-service`` callback read (read here when run on its own)."""
+    from worker.settings import Settings
+
+    settings = ctx.find_root().obj
+    return settings if isinstance(settings, Settings) else Settings()

@@ -56,6 +56,7 @@ class OutcomeRepository:
     def __init__(self, database: Database) -> None:
         self.database = database
         self._known_systems: set[str] = set()
+        self._statements: dict[str, Any] = {}
 
     def __repr__(self) -> str:
         return f"OutcomeRepository({self.database!r})"
@@ -146,17 +147,27 @@ class OutcomeRepository:
     async def _insert(
         self, connection: AsyncConnection, table: Table, rows: list[dict[str, Any]], key: str
     ) -> int:
-        inserted = 0
-        for start in range(0, len(rows), MAX_ROWS_PER_STATEMENT):
-            chunk = rows[start : start + MAX_ROWS_PER_STATEMENT]
+        """Insert ``rows``, skipping keys that exist; returns how many were new.
+
+        The statement is built once per table and the rows go as parameters: SQLAlchemy's
+        "insertmanyvalues" sends them as ONE multi-row INSERT per chunk (RETURNING the keys
+        actually inserted), and the compiled statement is cached across batches.
+        """
+        if not rows:
+            return 0
+        statement = self._statements.get(table.name)
+        if statement is None:
             dialect = postgresql if self.database.dialect == "postgresql" else sqlite
             statement = (
                 dialect.insert(table)
-                .values(chunk)
                 .on_conflict_do_nothing(index_elements=[key])
                 .returning(table.c[key])
             )
-            inserted += len((await connection.execute(statement)).all())
+            self._statements[table.name] = statement
+        inserted = 0
+        for start in range(0, len(rows), MAX_ROWS_PER_STATEMENT):
+            chunk = rows[start : start + MAX_ROWS_PER_STATEMENT]
+            inserted += len((await connection.execute(statement, chunk)).all())
         return inserted
 
     # reads -------------------------------------------------------------------------
