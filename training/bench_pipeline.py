@@ -1,13 +1,16 @@
 """``gnn-service benchmark pipeline``: the pipeline side by side, in one run, same weights and
-payloads (docs/benchmarks.md, ../BENCHMARKS "pipeline").
+payloads (docs/benchmarks.md, "pipeline").
 
 Variants: ``raw_model`` (in process: features + forward at the best batch size, the limit),
 ``batched`` (worker processes with micro-batching), ``unbatched`` (the same with batch size
-1), ``naive`` (one plain Celery task per snapshot, the design this service replaces), and the
-batched variant on the embedded default. Load: a burst of N snapshots (drain throughput from
-the first to the last stored outcome) and open-loop publishing at fixed rates (latency from
-publish to outcome stored, p50/p95/p99). The clock stops when the outcome is in the result
-backend.
+1), ``naive`` (one plain Celery task per snapshot that runs the model and inserts its row,
+the design this service replaces), and the batched variant on the embedded default. Load: a
+burst of N snapshots (drain throughput from the first to the last stored outcome) and
+open-loop publishing at fixed rates (latency from publish to stored, p50/p95/p99). The
+production variants run on Redis and a scratch PostgreSQL database, the embedded one on the
+embedded broker and SQLite. The clock stops when the diagnosis is stored: workers commit it
+to the database first and then write it to the result backend, whose ``date_done`` (taken
+after the commit) is the stop time.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from producer.demo.catalog import builtin_spec
 from producer.demo.generator import generate
 from producer.demo.windows import windows
 from schemas import Snapshot
-from training.bench_report import result_document
+from training.bench_report import result_document, scratch_database
 from worker.app import TASK_DIAGNOSE, create_app
 from worker.db.registry import open_registry
 from worker.embedded import EmbeddedRedis
@@ -39,7 +42,7 @@ from worker.launcher import WorkerProcess
 from worker.messages import PUBLISHED_AT_HEADER
 from worker.model import encode_window
 from worker.model_source import ModelSource
-from worker.settings import Settings
+from worker.settings import DatabaseSettings, Settings
 
 Report = Callable[[str], None]
 
@@ -63,18 +66,35 @@ class PipelineBenchConfig:
 
 
 def run_pipeline_benchmark(
-    config: PipelineBenchConfig, *, redis_url: str, report: Report
+    config: PipelineBenchConfig, *, redis_url: str, postgres_url: str, report: Report
 ) -> dict[str, Any]:
-    """Run every variant and return the result document (BENCHMARKS.md format)."""
+    """Run every variant and return the result document (docs/benchmarks.md format).
+
+    Args:
+        config: Sizes and settings of the run.
+        redis_url: Redis for the production variants (databases 5 and 6).
+        postgres_url: Any database of the PostgreSQL server; the run creates and drops its
+            own scratch database there.
+        report: Progress lines.
+    """
     data_dir = Path(tempfile.mkdtemp(prefix="gnn-bench-"))
     try:
-        return _run(config, redis_url=redis_url, data_dir=data_dir, report=report)
+        with scratch_database(postgres_url, f"gnn_bench_pipeline_{os.getpid()}") as database:
+            return _run(
+                config, redis_url=redis_url, database_url=database, data_dir=data_dir,
+                report=report,
+            )  # fmt: skip
     finally:
         EmbeddedRedis(data_dir).stop()
 
 
 def _run(
-    config: PipelineBenchConfig, *, redis_url: str, data_dir: Path, report: Report
+    config: PipelineBenchConfig,
+    *,
+    redis_url: str,
+    database_url: str,
+    data_dir: Path,
+    report: Report,
 ) -> dict[str, Any]:
     base_env = {
         "GNN_DATA_DIR": str(data_dir),
@@ -86,10 +106,12 @@ def _run(
     snapshots = _payloads(config)
     report(f"payloads: {len(snapshots)} {config.system} windows of {config.window_steps} steps")
     settings = Settings(data_dir=data_dir)
-    if config.model_path is not None:
-        with open_registry(settings) as registry:
-            version = registry.register(config.model_path, name=settings.model.name)
-            registry.activate(version.name, version.version)
+    production = Settings(data_dir=data_dir, database=DatabaseSettings(url=database_url))
+    for place in (settings, production):
+        with open_registry(place) as registry:  # migrates the database too
+            if config.model_path is not None:
+                version = registry.register(config.model_path, name=settings.model.name)
+                registry.activate(version.name, version.version)
     results: dict[str, dict[str, float]] = {}
     results["raw_model"], model_version = _raw_model(settings, snapshots, config, report)
 
@@ -97,6 +119,7 @@ def _run(
         **base_env,
         "GNN_BROKER__URL": f"{redis_url}/5",
         "GNN_RESULT_BACKEND__URL": f"{redis_url}/6",
+        "GNN_DATABASE__URL": database_url,
     }
     batched_env = {
         **redis_env,
@@ -150,7 +173,8 @@ def _run(
                 if k != "extra"
             },
             "model_version": model_version,
-            "stop_clock": "result backend",
+            "stop_clock": "stored: committed to the database, then visible to a poller",
+            "databases": {"production": "PostgreSQL (scratch)", "embedded": "SQLite"},
         },
         results=results,
         baselines={"naive": results["naive"]},

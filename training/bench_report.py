@@ -4,13 +4,15 @@ format"): who ran what, on which commit and machine, around the benchmark's own 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import os
 import platform
 import shlex
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -82,3 +84,40 @@ def machine_info() -> dict[str, Any]:
         "device": "cpu",
         "python": platform.python_version(),
     }
+
+
+@contextlib.contextmanager
+def scratch_database(admin_url: str, name: str) -> Iterator[str]:
+    """A new, empty PostgreSQL database for one benchmark run, dropped afterwards.
+
+    Args:
+        admin_url: Any database on the server, for CREATE/DROP DATABASE.
+        name: The scratch database's name (letters, digits, underscores).
+
+    Yields:
+        The scratch database's async URL.
+    """
+    from sqlalchemy import text
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from worker.db.urls import prepare_database_url
+
+    if not name.replace("_", "").isalnum():
+        raise ValueError(f"not a plain database name: {name!r}")
+    admin = prepare_database_url(admin_url)
+
+    async def admin_sql(sql: str) -> None:
+        engine = create_async_engine(admin, isolation_level="AUTOCOMMIT")
+        try:
+            async with engine.connect() as connection:
+                await connection.execute(text(sql))
+        finally:
+            await engine.dispose()
+
+    asyncio.run(admin_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    asyncio.run(admin_sql(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(admin).set(database=name).render_as_string(hide_password=False)
+    finally:
+        asyncio.run(admin_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))

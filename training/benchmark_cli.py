@@ -28,6 +28,13 @@ def pipeline(
     redis_url: Annotated[
         str, typer.Option(help="Redis for the production variants.")
     ] = "redis://127.0.0.1:6379",
+    postgres_url: Annotated[
+        str,
+        typer.Option(
+            help="A database on the PostgreSQL server for the production variants; the run "
+            "creates and drops a scratch database there."
+        ),
+    ] = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres",
     out: Annotated[Path, typer.Option(help="Result file.")] = Path(
         "benchmarks/results/pipeline.json"
     ),
@@ -50,7 +57,9 @@ def pipeline(
         model_path=model,
         extra={"command": command},
     )
-    result = run_pipeline_benchmark(config, redis_url=redis_url, report=console.log)
+    result = run_pipeline_benchmark(
+        config, redis_url=redis_url, postgres_url=postgres_url, report=console.log
+    )
     write_result(out, result)
     table = Table(title=f"pipeline ({os.cpu_count()} CPUs)")
     for column in ("variant", "metric", "value"):
