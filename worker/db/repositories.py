@@ -13,18 +13,20 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from pydantic import TypeAdapter
 from sqlalchemy import Table, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from schemas import DeadLetter, Diagnosis, Expired, SystemSpec
+from schemas import ComponentDiagnosis, DeadLetter, Diagnosis, Expired, SystemSpec
 from worker.db import schema as tables
-from worker.db.database import Database
+from worker.db.database import Database, Encoded
 
 #: Rows per INSERT statement; keeps a statement under both databases' parameter limits.
 MAX_ROWS_PER_STATEMENT = 1000
 
 _STATUS_RANK = {"ok": 0, "warning": 1, "critical": 2}
+_COMPONENTS = TypeAdapter(list[ComponentDiagnosis])
 
 
 @dataclass(frozen=True)
@@ -292,8 +294,8 @@ def _diagnosis_row(item: Diagnosis, stored_at: datetime) -> dict[str, Any]:
         "status": worst.status if worst is not None else "ok",
         "top_fault": worst.fault if worst is not None else "normal",
         "correlation_id": item.correlation_id,
-        "components": [component.model_dump(mode="json") for component in item.components],
-        "timings": item.timings.model_dump(mode="json", exclude_none=True),
+        "components": Encoded(_COMPONENTS.dump_json(item.components).decode()),
+        "timings": Encoded(item.timings.model_dump_json(exclude_none=True)),
         "warnings": list(item.warnings),
         "created_at": utc(item.created_at),
         "stored_at": stored_at,
