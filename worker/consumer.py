@@ -355,7 +355,7 @@ class SnapshotConsumer:
     def _store_with_retry(self, finished: list[Finished]) -> None:
         # Pollers ask by task id (the snapshot id, for producers that follow the contract).
         outcomes = [
-            (key, item.outcome.model_dump(mode="json"))
+            (key, item.outcome.model_dump_json())
             for item in finished
             if (key := item.incoming.task_id or item.snapshot_id)
         ]

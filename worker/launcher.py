@@ -4,6 +4,7 @@ benchmarks and the integration tests, which all want real worker processes.
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import signal
@@ -86,8 +87,8 @@ class WorkerProcess:
                 return int(response.status), json.loads(response.read())
         except urllib.error.HTTPError as exc:
             return int(exc.code), json.loads(exc.read() or b"{}")
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            return 0, {}
+        except (urllib.error.URLError, http.client.HTTPException, ConnectionError, TimeoutError):
+            return 0, {}  # not listening, or the process ended mid-answer
 
     def wait_ready(self, timeout_s: float = 60.0) -> None:
         """Block until /readyz answers 200.

@@ -8,6 +8,7 @@ Celery's redis backend writes, so ``AsyncResult.get`` wakes up); other backends 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -38,8 +39,8 @@ class ResultWriter:
     def __repr__(self) -> str:
         return f"ResultWriter(backend={type(self.backend).__name__})"
 
-    def store(self, outcomes: Sequence[tuple[str, dict[str, Any]]]) -> None:
-        """Store ``(snapshot_id, outcome as JSON data)`` pairs.
+    def store(self, outcomes: Sequence[tuple[str, str]]) -> None:
+        """Store ``(snapshot_id, outcome as a JSON document)`` pairs.
 
         Raises:
             ResultBackendUnavailable: A connection-level failure; nothing may be assumed
@@ -51,30 +52,32 @@ class ResultWriter:
             if isinstance(self.backend, RedisBackend):
                 self._store_redis(outcomes)
             else:
-                for snapshot_id, value in outcomes:
-                    self.backend.store_result(snapshot_id, value, states.SUCCESS)
+                for snapshot_id, document in outcomes:
+                    self.backend.store_result(snapshot_id, json.loads(document), states.SUCCESS)
         except Exception as exc:
             if disposition(exc) is _Disposition.RETRY:
                 raise ResultBackendUnavailable(f"result backend unavailable: {exc}") from exc
             raise
 
-    def _store_redis(self, outcomes: Sequence[tuple[str, dict[str, Any]]]) -> None:
+    def _store_redis(self, outcomes: Sequence[tuple[str, str]]) -> None:
         backend = self.backend
-        done = datetime.now(UTC).isoformat()
+        # The task meta document Celery's JSON result backend writes, assembled around the
+        # outcome document as it is (encoding it again would cost more than the forward).
+        tail = json.dumps(
+            {
+                "status": states.SUCCESS,
+                "traceback": None,
+                "children": [],
+                "date_done": datetime.now(UTC).isoformat(),
+                "name": self.task_name,
+            }
+        )[1:-1]
         expires = backend.expires
         with backend.client.pipeline(transaction=False) as pipe:
-            for snapshot_id, value in outcomes:
-                meta = {
-                    "status": states.SUCCESS,
-                    "result": value,
-                    "traceback": None,
-                    "children": [],
-                    "date_done": done,
-                    "task_id": snapshot_id,
-                    "name": self.task_name,
-                }
+            for snapshot_id, document in outcomes:
                 key = backend.get_key_for_task(snapshot_id)
-                encoded = backend.encode(meta)
+                encoded = f'{{"result": {document}, "task_id": {json.dumps(snapshot_id)}, {tail}}}'
+
                 if expires:
                     pipe.set(key, encoded, ex=int(expires))
                 else:
