@@ -27,7 +27,8 @@ from prometheus_client import CollectorRegistry
 from worker.embedded import EmbeddedRedis
 from worker.health import CheckResult, HealthChecks, HealthServer
 from worker.logging import bind_context, configure_logging, unbind_context
-from worker.messages import CORRELATION_HEADER
+from worker.messages import CORRELATION_HEADER, PUBLISHED_AT_HEADER
+from worker.metrics import QueueCollector, ServiceMetrics
 from worker.resources import ProcessResources
 from worker.settings import Settings, mask_url
 
@@ -57,6 +58,8 @@ class ServiceApp(Celery):  # type: ignore[misc]  # Celery is untyped
         self.process_resources: ProcessResources | None = None
         self.health_checks = HealthChecks()
         self.metrics_registry = CollectorRegistry()
+        self.metrics = ServiceMetrics(self.metrics_registry)
+        self.metrics_registry.register(queue_collector(settings))
         self.health_server: HealthServer | None = None
         self.consumer_ready = False
         self.snapshot_consumer: SnapshotConsumer | None = None
@@ -70,7 +73,7 @@ class ServiceApp(Celery):  # type: ignore[misc]  # Celery is untyped
         """Create this process's resources (idempotent within one process): the event loop,
         then the snapshot consumer, which loads and warms the model on its own thread."""
         if self.process_resources is None:
-            resources = ProcessResources(self.settings)
+            resources = ProcessResources(self.settings, metrics=self.metrics)
             resources.open()
             self.process_resources = resources
             if self.settings.worker.consume_snapshots and self.settings.worker.mode == "batched":
@@ -118,9 +121,14 @@ def build_snapshot_consumer(app: ServiceApp, resources: ProcessResources) -> Sna
         min_calls=config.min_calls,
         reset_timeout_s=config.reset_timeout_s,
     )
-    breaker.on_change(
-        lambda old, new: logger.warning("circuit breaker", old=old.value, new=new.value)
-    )
+    metrics = app.metrics
+
+    def on_breaker(old: Any, new: Any) -> None:
+        logger.warning("circuit breaker", old=old.value, new=new.value)
+        metrics.record_breaker(old.value, new.value)
+        metrics.record_pause("breaker", new.value == "open")
+
+    breaker.on_change(on_breaker)
     return SnapshotConsumer(
         app=app,
         settings=settings,
@@ -131,6 +139,7 @@ def build_snapshot_consumer(app: ServiceApp, resources: ProcessResources) -> Sna
         ),
         breaker=breaker,
         store=OutcomeStore(resources),
+        metrics=metrics,
     )
 
 
@@ -141,6 +150,23 @@ def model_registry(settings: Settings, resources: ProcessResources) -> DatabaseR
     return DatabaseRegistry(
         resources.database, run=resources.run, cache_dir=settings.data_dir / "model-cache"
     )
+
+
+def queue_collector(settings: Settings) -> QueueCollector:
+    """Queue gauges read from the broker at scrape time (Redis or the embedded server)."""
+    import redis
+
+    client: list[Any] = []
+
+    def connect() -> Any:
+        if not client:
+            if settings.broker.url is None:
+                client.append(EmbeddedRedis(settings.data_dir).client(db=0))
+            else:
+                client.append(redis.Redis.from_url(settings.broker.url, socket_timeout=2))
+        return client[0]
+
+    return QueueCollector(connect, [settings.worker.queue], published_header=PUBLISHED_AT_HEADER)
 
 
 def create_app(settings: Settings) -> ServiceApp:

@@ -40,6 +40,8 @@ embedded_app = typer.Typer(
 )
 app.add_typer(config_app, name="config")
 app.add_typer(db_app, name="db")
+metrics_app = typer.Typer(help="Prometheus metrics reference.", no_args_is_help=True)
+app.add_typer(metrics_app, name="metrics")
 schemas_app = typer.Typer(help="Message contracts as JSON Schema.", no_args_is_help=True)
 app.add_typer(embedded_app, name="embedded")
 app.add_typer(schemas_app, name="schemas")
@@ -305,6 +307,46 @@ def diagnoses(
     title = f"{system}: {len(found)} newest" if system else "latest diagnosis per system"
     table = history_table(title, found) if system else fleet_table(title, found)
     Console().print(table)
+
+
+@metrics_app.command("docs")
+def metrics_docs(
+    out: Annotated[Path, typer.Option(help="File to write.")] = Path("docs/metrics.md"),
+) -> None:
+    """Regenerate the metrics reference (docs/metrics.md) from the code."""
+    from worker.metrics import metrics_doc
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(metrics_doc())
+    typer.echo(f"wrote {out}")
+
+
+@app.command()
+def exporter(ctx: typer.Context) -> None:
+    """Serve the queue metrics (depth, oldest message age, unacked) on /metrics, with or
+    without workers, on GNN_OBSERVABILITY__EXPORTER_HOST:EXPORTER_PORT."""
+    from prometheus_client import CollectorRegistry, start_http_server
+
+    from worker.app import queue_collector
+
+    settings = _settings(ctx)
+    registry = CollectorRegistry()
+    registry.register(queue_collector(settings))
+    config = settings.observability
+    server, thread = start_http_server(
+        config.exporter_port, addr=config.exporter_host, registry=registry
+    )
+    typer.echo(
+        f"queue metrics on http://{config.exporter_host}:{config.exporter_port}/metrics "
+        f"for {settings.worker.queue}"
+    )
+    try:
+        while thread.is_alive():
+            thread.join(1.0)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.shutdown()
 
 
 @app.command()

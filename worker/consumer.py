@@ -33,6 +33,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+import torch
 from kombu.entity import Queue
 from kombu.messaging import Consumer
 from loguru import logger
@@ -40,10 +41,12 @@ from loguru import logger
 from schemas import DeadLetter
 from schemas.result import DeadLettered
 from worker.breaker import BreakerState, CircuitBreaker
+from worker.db.repositories import SavedCounts
 from worker.engine import ModelRunner
 from worker.errors import DatabaseUnavailable, TransientError
 from worker.logging import log_context
 from worker.messages import Incoming
+from worker.metrics import ServiceMetrics
 from worker.pipeline import BatchProcessor, BatchResult, Finished
 from worker.results import ResultWriter
 from worker.settings import Settings
@@ -53,8 +56,6 @@ RunnerLoader = Callable[[], ModelRunner]
 """Loads and warms the active model version."""
 VersionProbe = Callable[[], str]
 """Cheap: the active model version's token (changes when another version is activated)."""
-BatchListener = Callable[[BatchResult, float], None]
-"""Told about every processed batch and how long it took to close (metrics)."""
 
 
 class SnapshotConsumer:
@@ -68,7 +69,7 @@ class SnapshotConsumer:
         processor_factory: Builds the batch processor for a runner.
         breaker: The circuit breaker around model execution.
         store: Where outcomes are stored (the database) before they are acknowledged.
-        on_batch: Optional listener for metrics.
+        metrics: Where the consumer reports (None: nowhere).
     """
 
     def __init__(
@@ -81,7 +82,7 @@ class SnapshotConsumer:
         processor_factory: Callable[[ModelRunner], BatchProcessor],
         breaker: CircuitBreaker,
         store: OutcomeStore,
-        on_batch: BatchListener | None = None,
+        metrics: ServiceMetrics | None = None,
     ) -> None:
         self.app = app
         self.settings = settings
@@ -92,7 +93,7 @@ class SnapshotConsumer:
         self._load_runner = load_runner
         self._probe_version = probe_version
         self._processor_factory = processor_factory
-        self._on_batch = on_batch
+        self.metrics = metrics
         self._buffer: list[Incoming] = []
         self._buffered_nodes = 0
         self._stop = threading.Event()
@@ -172,6 +173,8 @@ class SnapshotConsumer:
             self.processor = self._processor_factory(runner)
             self._version_token = self._probe_version()
             self.ready = True
+            if self.metrics is not None:
+                self.metrics.ready.set(1)
             logger.info(
                 "snapshot consumer ready",
                 model_version=runner.version,
@@ -181,14 +184,17 @@ class SnapshotConsumer:
             self._consume_until_stopped()
         except Exception as exc:
             self.error = f"{type(exc).__name__}: {exc}"
-            self.ready = False
             logger.exception("snapshot consumer stopped on an error")
+        finally:
+            self.ready = False
+            if self.metrics is not None:
+                self.metrics.ready.set(0)
 
     def _first_runner(self) -> ModelRunner | None:
         """Load the model to serve, waiting out a registry (database) outage."""
         while not self._stop.is_set():
             try:
-                return self._load_runner()
+                return self._timed_load(swap=False)
             except TransientError as exc:
                 logger.warning("model registry unavailable; retrying the load", error=str(exc))
                 self._stop.wait(self.settings.database.outage_probe_interval_s)
@@ -248,6 +254,13 @@ class SnapshotConsumer:
     def _receive(self, message: Any) -> None:
         incoming = Incoming(message)
         incoming.prepare(self.settings.security)
+        if self.metrics is not None:
+            self.metrics.record_received(
+                published_at=incoming.published_at,
+                received_at=incoming.received_at,
+                redelivered=bool(message.delivery_info.get("redelivered")),
+                size_bytes=len(message.body or b""),
+            )
         self._buffer.append(incoming)
         self._buffered_nodes += incoming.nodes
 
@@ -285,6 +298,7 @@ class SnapshotConsumer:
 
     def _run_batch(self) -> None:
         assert self.processor is not None
+        closed_by = self._closed_by()
         batch = self._take_batch()
         closed_at = time.monotonic()
         waited = closed_at - batch[0].received_monotonic
@@ -292,7 +306,18 @@ class SnapshotConsumer:
             self._batch_started = time.monotonic()
             try:
                 result = self.processor.process(batch)  # answers bad input, reports failures
+                if self.metrics is not None:
+                    self.metrics.record_batch(
+                        snapshots=len(batch),
+                        nodes=sum(incoming.nodes for incoming in batch),
+                        closed_by=closed_by,
+                        waits_s=[closed_at - item.received_monotonic for item in batch],
+                        timings=result.timings,
+                    )
                 self._settle(result)
+                if self.metrics is not None:
+                    self.metrics.batch_seconds.observe(time.monotonic() - closed_at)
+                    self._report_resources(result)
             finally:
                 self._batch_started = None
             logger.debug(
@@ -305,8 +330,27 @@ class SnapshotConsumer:
                 requeued_or_failed=len(result.failed),
                 wait_ms=round(waited * 1000.0, 1),
             )
-        if self._on_batch is not None:
-            self._on_batch(result, waited)
+
+    def _closed_by(self) -> str:
+        """Why the batch about to be cut closes: size, nodes, max_wait or shutdown."""
+        batching = self.settings.batching
+        if len(self._buffer) >= batching.max_batch_snapshots:
+            return "size"
+        if self._buffered_nodes >= batching.max_batch_nodes:
+            return "nodes"
+        return "shutdown" if self._stop.is_set() else "max_wait"
+
+    def _report_resources(self, result: BatchResult) -> None:
+        assert self.metrics is not None
+        assert self.processor is not None
+        runner = self.processor.runner
+        self.metrics.record_device(runner.memory(), threads=torch.get_num_threads())
+        self.metrics.oom.inc(result.out_of_memory)
+        self.metrics.batch_splits.inc(result.splits)
+        pool = self.store.resources.database.pool_status()
+        self.metrics.record_pool(
+            size=pool.size, checked_out=pool.checked_out, overflow=pool.overflow
+        )
 
     def _take_batch(self) -> list[Incoming]:
         """Cut the buffer at the snapshot and node bounds; the rest waits for the next batch."""
@@ -326,6 +370,7 @@ class SnapshotConsumer:
         requeue: list[Incoming] = []
         if result.error is not None:
             self.breaker.record_failure()
+            self._count_failed(result)
             for incoming, snapshot_id in result.failed:
                 if (
                     self._count_failure(snapshot_id)
@@ -336,21 +381,64 @@ class SnapshotConsumer:
                     requeue.append(incoming)
         elif result.finished:
             self.breaker.record_success()
+        started = time.perf_counter()
         try:
-            self.store.save(finished)
+            saved = self.store.save(finished)
         except DatabaseUnavailable as exc:
             # Nothing acked: every message of the batch goes back to the queue.
             logger.error("database unavailable; batch requeued", error=str(exc))
-            for incoming in [item.incoming for item in finished] + requeue:
+            everything = [item.incoming for item in finished] + requeue
+            for incoming in everything:
                 incoming.message.reject(requeue=True)
-            self.database_down = True
+            self._set_database_down(True)
+            if self.metrics is not None:
+                self.metrics.db_errors.labels(kind="unavailable").inc()
+                self.metrics.requeued.labels(reason="database").inc(len(everything))
             return
+        stored = time.perf_counter()
         self._store_with_retry(finished)
+        done = time.perf_counter()
         for item in finished:
             item.incoming.message.ack()
             self._failures.pop(item.snapshot_id, None)
         for incoming in requeue:
             incoming.message.reject(requeue=True)
+        if self.metrics is not None:
+            self._report_settled(finished, len(requeue), saved, (stored - started, done - stored))
+
+    def _report_settled(
+        self,
+        finished: list[Finished],
+        requeued: int,
+        saved: SavedCounts,
+        write_s: tuple[float, float],
+    ) -> None:
+        """Metrics of a settled batch: write times, rows, acks, requeues and outcomes."""
+        assert self.metrics is not None
+        metrics = self.metrics
+        metrics.db_write.observe(write_s[0])
+        metrics.backend_write.observe(write_s[1])
+        for table, rows in saved.as_tables().items():
+            metrics.db_rows.labels(table=table).inc(rows)
+        metrics.acked.inc(len(finished))
+        metrics.requeued.labels(reason="model_failed").inc(requeued)
+        metrics.record_outcomes(
+            (
+                (item.spec.name if item.spec else "", item.incoming.published_at, item.outcome)
+                for item in finished
+            ),
+            stored_at=time.time(),
+        )
+
+    def _count_failed(self, result: BatchResult) -> None:
+        if self.metrics is not None and result.error is not None:
+            error_type = type(result.error).__name__
+            self.metrics.failed.labels(error_type=error_type).inc(len(result.failed))
+
+    def _set_database_down(self, down: bool) -> None:
+        self.database_down = down
+        if self.metrics is not None:
+            self.metrics.record_pause("database", down)
 
     def _store_with_retry(self, finished: list[Finished]) -> None:
         # Pollers ask by task id (the snapshot id, for producers that follow the contract).
@@ -368,6 +456,8 @@ class SnapshotConsumer:
                 if self._stop.is_set():
                     raise
                 logger.warning("storing outcomes failed; retrying", error=str(exc), delay_s=delay)
+                if self.metrics is not None:
+                    self.metrics.backend_retries.inc()
                 self._stop.wait(delay)
                 delay = min(delay * 2, 5.0)
 
@@ -396,7 +486,7 @@ class SnapshotConsumer:
         if self._stop.wait(self.settings.database.outage_probe_interval_s):
             return
         if self.store.available():
-            self.database_down = False
+            self._set_database_down(False)
             logger.info("database available again: resuming consumption")
 
     def _maybe_swap(self) -> None:
@@ -411,14 +501,29 @@ class SnapshotConsumer:
         assert self.processor is not None
         old = self.processor.runner.version
         try:
-            runner = self._load_runner()
+            runner = self._timed_load(swap=True)
         except Exception as exc:
             logger.error("new model version could not be loaded; keeping the old", error=str(exc))
             self._version_token = token
+            if self.metrics is not None:
+                self.metrics.model_swap_failures.inc()
             return
         self.processor = self._processor_factory(runner)
         self._version_token = token
         logger.info("model swapped between batches", old=old, new=runner.version)
+
+    def _timed_load(self, *, swap: bool) -> ModelRunner:
+        started = time.perf_counter()
+        runner = self._load_runner()
+        if self.metrics is not None:
+            self.metrics.record_model(
+                version=runner.version,
+                device=str(runner.device),
+                load_s=time.perf_counter() - started,
+                warmup_s=runner.warmup_seconds or 0.0,
+                swap=swap,
+            )
+        return runner
 
     def _requeue_buffer(self) -> None:
         for incoming in self._buffer:

@@ -55,6 +55,8 @@ class BatchResult:
     error: ModelError | None = None
     timings: dict[str, float] = field(default_factory=dict)
     nodes: int = 0
+    out_of_memory: int = 0
+    splits: int = 0
 
     def count(self, outcome: str) -> int:
         """How many finished messages had ``outcome``."""
@@ -128,6 +130,7 @@ class BatchProcessor:
     ) -> None:
         outputs, stats = self.runner.forward([item.sample for item in accepted])
         result.timings["forward"] = stats.seconds
+        result.out_of_memory, result.splits = stats.out_of_memory, stats.splits
         post_started = time.perf_counter()
         share = 1000.0 / len(accepted)
         diagnoses = []

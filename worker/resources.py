@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 from loguru import logger
 
 from worker.db.database import Database, LoopRunner
+from worker.metrics import ServiceMetrics
 from worker.settings import Settings
 
 T = TypeVar("T")
@@ -36,10 +37,12 @@ class ProcessResources:
 
     Args:
         settings: The service settings.
+        metrics: Where the database reports retries and pool waits.
     """
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, metrics: ServiceMetrics | None = None) -> None:
         self.settings = settings
+        self.metrics = metrics
         self.state = ResourceState.NEW
         self.pid = os.getpid()
         self._stack = contextlib.ExitStack()
@@ -68,7 +71,17 @@ class ProcessResources:
         runner = LoopRunner()
         self._stack.callback(runner.close)
         self._runner = runner
-        database = Database(settings.database_url, settings.database)
+        metrics = self.metrics
+        database = Database(
+            settings.database_url,
+            settings.database,
+            on_retry=(
+                (lambda cause, *_: metrics.db_retries.labels(cause=cause).inc())
+                if metrics is not None
+                else None
+            ),
+            on_acquire=metrics.db_acquire.observe if metrics is not None else None,
+        )
         self._stack.callback(lambda: runner(database.dispose()))
         self._database = database
         self.state = ResourceState.OPEN

@@ -321,6 +321,12 @@ class ObservabilitySettings(_Section):
     )
     otlp_endpoint: str | None = Field(default=None, description="OTLP collector endpoint.")
     service_name: str = Field(default="gnn-service", description="service.name of spans.")
+    exporter_host: str = Field(
+        default="127.0.0.1", description="Address of `gnn-service exporter` (queue metrics)."
+    )
+    exporter_port: int = Field(
+        default=9108, ge=1, le=65535, description="Port of `gnn-service exporter`."
+    )
 
 
 class SecuritySettings(_Section):

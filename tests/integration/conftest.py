@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from producer.client import ProducerClient
 from producer.demo.catalog import builtin_names, builtin_spec
 from worker.db.registry import open_registry
 from worker.launcher import WorkerProcess
@@ -110,3 +111,14 @@ def start_worker(data_dir: Path, pipeline_env: dict[str, str]) -> Iterator[Start
     yield start
     for process in started:
         process.stop()
+
+
+@pytest.fixture
+def client(
+    pipeline_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> Iterator[ProducerClient]:
+    """A producer client on the settings of ``pipeline_env``."""
+    for name, value in pipeline_env.items():
+        monkeypatch.setenv(name, value)
+    with ProducerClient(Settings()) as producer:
+        yield producer

@@ -8,10 +8,13 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from kombu import Connection
+
 from producer.client import ProducerClient
 from producer.demo.generator import generate
 from producer.demo.windows import windows
 from schemas import Snapshot, SystemSpec
+from worker.app import TASK_DIAGNOSE
 
 
 def demo_snapshots(
@@ -40,3 +43,24 @@ def log_events(path: Path, message: str) -> list[dict[str, Any]]:
             if event["message"] == message:
                 events.append(event)
     return events
+
+
+def publish_raw(
+    client: ProducerClient, body: bytes, *, content_type: str, task_id: str, **headers: Any
+) -> None:
+    """Publish a message as a foreign producer would, bypassing the client's validation."""
+    with Connection(str(client.app.conf.broker_url)) as connection:
+        producer = connection.Producer()
+        producer.publish(
+            body,
+            routing_key=client.queue,
+            content_type=content_type,
+            content_encoding="utf-8" if content_type.endswith("json") else "binary",
+            headers={"task": TASK_DIAGNOSE, "id": task_id, "lang": "py", **headers},
+        )
+
+
+def task_body(snapshot: dict[str, Any]) -> bytes:
+    return json.dumps(
+        [[snapshot], {}, {"callbacks": None, "errbacks": None, "chain": None, "chord": None}]
+    ).encode()

@@ -11,57 +11,22 @@ import pickle
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
-from kombu import Connection
-from pipeline_helpers import demo_snapshots, log_events, outcomes
+from pipeline_helpers import demo_snapshots, log_events, outcomes, publish_raw, task_body
 
 from producer.client import ProducerClient
 from schemas import load_spec
 from schemas.result import DeadLettered, Diagnosed, ExpiredOutcome
-from worker.app import TASK_DIAGNOSE
 from worker.launcher import WorkerProcess
-from worker.settings import Settings
 
 pytestmark = pytest.mark.integration
 
 StartWorker = Callable[..., WorkerProcess]
 Activate = Callable[..., None]
-
-
-@pytest.fixture
-def client(
-    pipeline_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
-) -> Iterator[ProducerClient]:
-    for name, value in pipeline_env.items():
-        monkeypatch.setenv(name, value)
-    with ProducerClient(Settings()) as producer:
-        yield producer
-
-
-def publish_raw(
-    client: ProducerClient, body: bytes, *, content_type: str, task_id: str, **headers: Any
-) -> None:
-    """Publish a message as a foreign producer would, bypassing the client's validation."""
-    with Connection(str(client.app.conf.broker_url)) as connection:
-        producer = connection.Producer()
-        producer.publish(
-            body,
-            routing_key=client.queue,
-            content_type=content_type,
-            content_encoding="utf-8" if content_type.endswith("json") else "binary",
-            headers={"task": TASK_DIAGNOSE, "id": task_id, "lang": "py", **headers},
-        )
-
-
-def task_body(snapshot: dict[str, Any]) -> bytes:
-    return json.dumps(
-        [[snapshot], {}, {"callbacks": None, "errbacks": None, "chain": None, "chord": None}]
-    ).encode()
 
 
 def test_each_snapshot_is_answered_exactly_once(

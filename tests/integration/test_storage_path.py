@@ -9,7 +9,7 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 from pipeline_helpers import demo_snapshots, log_events, outcomes
@@ -20,21 +20,10 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from producer.client import ProducerClient
 from schemas.result import Diagnosed
 from worker.launcher import WorkerProcess, free_port
-from worker.settings import Settings
 
 StartWorker = Callable[..., WorkerProcess]
 
 pytestmark = pytest.mark.parametrize("pipeline_env", ["redis"], indirect=True)
-
-
-@pytest.fixture
-def client(
-    pipeline_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
-) -> Iterator[ProducerClient]:
-    for name, value in pipeline_env.items():
-        monkeypatch.setenv(name, value)
-    with ProducerClient(Settings()) as producer:
-        yield producer
 
 
 def _count_stored(database_url: str, ids: list[str]) -> dict[str, int]:

@@ -38,6 +38,15 @@ class SavedCounts:
     dead_letters: int = 0
     systems: int = 0
 
+    def as_tables(self) -> dict[str, int]:
+        """Rows inserted per table name."""
+        return {
+            "diagnoses": self.diagnoses,
+            "expirations": self.expired,
+            "dead_letters": self.dead_letters,
+            "systems": self.systems,
+        }
+
 
 @dataclass(frozen=True)
 class DeadLetterEntry:
