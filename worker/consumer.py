@@ -39,7 +39,7 @@ from kombu.messaging import Consumer
 from loguru import logger
 
 from schemas import DeadLetter
-from schemas.result import DeadLettered
+from schemas.result import DeadLettered, Diagnosed, ExpiredOutcome
 from worker.breaker import BreakerState, CircuitBreaker
 from worker.db.repositories import SavedCounts
 from worker.engine import ModelRunner
@@ -401,6 +401,14 @@ class SnapshotConsumer:
         for item in finished:
             item.incoming.message.ack()
             self._failures.pop(item.snapshot_id, None)
+            logger.debug(
+                "snapshot stored",
+                task_id=item.incoming.task_id,
+                snapshot_id=item.snapshot_id,
+                system_id=_system_id(item),
+                correlation_id=item.incoming.correlation_id,
+                outcome=item.outcome.outcome,
+            )
         for incoming in requeue:
             incoming.message.reject(requeue=True)
         if self.metrics is not None:
@@ -536,6 +544,15 @@ class SnapshotConsumer:
         # visibility timeout; forget our references.
         self._buffer = []
         self._buffered_nodes = 0
+
+
+def _system_id(item: Finished) -> str | None:
+    outcome = item.outcome
+    if isinstance(outcome, Diagnosed):
+        return outcome.diagnosis.system_id
+    if isinstance(outcome, ExpiredOutcome):
+        return outcome.expired.system_id
+    return None
 
 
 def connection_errors(app: Any) -> tuple[type[BaseException], ...]:
