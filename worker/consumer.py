@@ -234,12 +234,12 @@ class SnapshotConsumer:
     def _consume_batches(self, connection: Any) -> None:
         """Batches until stopped or until the breaker opens."""
         while not self._stop.is_set():
+            if self.database_down:  # before the version check, which needs the database
+                logger.error("database unavailable: stopped consuming")
+                return
             self._check_version()
             if self.breaker.state is BreakerState.OPEN:
                 logger.warning("circuit breaker open: stopped consuming")
-                return
-            if self.database_down:
-                logger.error("database unavailable: stopped consuming")
                 return
             self._fill(connection)
             if self._buffer and self._batch_due():

@@ -211,8 +211,12 @@ def test_a_database_outage_pauses_consumption_loses_nothing_and_heals(
         while worker.readiness()[0] == 200:  # the database check turns the worker not-ready
             assert time.monotonic() < deadline, worker.log_tail(40)
             time.sleep(0.1)
-        time.sleep(1.0)  # paused: it holds nothing and stores nothing
-        assert client.queue_depth() == 12  # every snapshot back in the queue, none acked
+        deadline = time.monotonic() + 10
+        while client.queue_depth() != 12:  # every snapshot back in the queue, none acked
+            assert time.monotonic() < deadline, f"queue depth {client.queue_depth()}"
+            time.sleep(0.1)
+        time.sleep(1.0)
+        assert client.queue_depth() == 12  # paused: it takes nothing while the database is down
         assert log_events(worker.log_path, "database unavailable; batch requeued")
         proxy.up()
         ids = [s.snapshot_id for s in during]
