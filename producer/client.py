@@ -41,6 +41,13 @@ from worker.db.reader import DiagnosisReader
 from worker.errors import BrokerUnavailable, DeadlineExceeded, InvalidInput, ModelError, QueueFull
 from worker.messages import CORRELATION_HEADER, PUBLISHED_AT_HEADER
 from worker.settings import Settings
+from worker.tracing import (
+    ATTR_CORRELATION_ID,
+    ATTR_MESSAGE_ID,
+    ATTR_SNAPSHOT_ID,
+    ATTR_SYSTEM_ID,
+    publish_span,
+)
 
 
 @dataclass(frozen=True)
@@ -211,27 +218,39 @@ class ProducerClient:
             kwargsrepr="{}",
         )
         retries = self.settings.broker.publish_retries
-        try:
-            amqp.send_task_message(
-                producer,
-                TASK_DIAGNOSE,
-                message,
-                queue=self.queue,
-                headers=headers,
-                retry=retries > 0,
-                retry_policy={
-                    "max_retries": retries,
-                    "interval_start": 0.1,
-                    "interval_step": 0.5,
-                    "interval_max": 5.0,
-                },
-            )
-        except OperationalError as exc:
-            raise BrokerUnavailable(
-                f"snapshot {snapshot.snapshot_id}: broker unreachable after {retries} "
-                f"retries ({exc})",
-                snapshot_id=snapshot.snapshot_id,
-            ) from exc
+        # A no-op unless tracing is configured: the span puts the trace context into
+        # ``headers``, and the worker's snapshot span continues the trace from there.
+        with publish_span(
+            self.queue,
+            headers,
+            {
+                ATTR_SNAPSHOT_ID: snapshot.snapshot_id,
+                ATTR_SYSTEM_ID: snapshot.system_id,
+                ATTR_CORRELATION_ID: snapshot.correlation_id,
+                ATTR_MESSAGE_ID: snapshot.snapshot_id,
+            },
+        ):
+            try:
+                amqp.send_task_message(
+                    producer,
+                    TASK_DIAGNOSE,
+                    message,
+                    queue=self.queue,
+                    headers=headers,
+                    retry=retries > 0,
+                    retry_policy={
+                        "max_retries": retries,
+                        "interval_start": 0.1,
+                        "interval_step": 0.5,
+                        "interval_max": 5.0,
+                    },
+                )
+            except OperationalError as exc:
+                raise BrokerUnavailable(
+                    f"snapshot {snapshot.snapshot_id}: broker unreachable after {retries} "
+                    f"retries ({exc})",
+                    snapshot_id=snapshot.snapshot_id,
+                ) from exc
 
     def _wait_for_room(self) -> None:
         config = self.settings.producer

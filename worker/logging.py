@@ -3,7 +3,8 @@
 Every line logged while a task or a batch runs carries the fields bound with
 ``log_context`` (task id, snapshot id, system id, the producer's correlation id). Standard
 ``logging`` records (Celery, kombu, SQLAlchemy, ...) are routed into loguru, so one format
-covers the whole process.
+covers the whole process. A line logged while an OpenTelemetry span is current also carries
+``trace_id`` and ``span_id`` (lowercase hex, as trace viewers show them).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TextIO
 
 from loguru import logger
+from opentelemetry.trace import format_span_id, format_trace_id, get_current_span
 
 if TYPE_CHECKING:
     from loguru import Message, Record
@@ -57,6 +59,10 @@ def _patch(record: Record) -> None:
     if context:
         for key, value in context.items():
             record["extra"].setdefault(key, value)
+    span_context = get_current_span().get_span_context()
+    if span_context.is_valid:
+        record["extra"].setdefault("trace_id", format_trace_id(span_context.trace_id))
+        record["extra"].setdefault("span_id", format_span_id(span_context.span_id))
 
 
 def _json_sink(stream: TextIO) -> Callable[[Message], None]:
