@@ -95,6 +95,9 @@ def produce(
         TextColumn("{task.fields[rate]:.1f}/s, queue depth {task.fields[depth]}"),
         TimeElapsedColumn(),
     )
+    from worker.tracing import configure_tracing, shutdown_tracing
+
+    configure_tracing(settings)  # the publish spans start each snapshot's trace
     try:
         with ProducerClient(settings) as client, Progress(*columns, console=console) as bar:
             task = bar.add_task(f"producing {prefix}", total=total, rate=0.0, depth=0)
@@ -117,6 +120,8 @@ def produce(
     except (BrokerUnavailable, QueueFull) as exc:
         console.print(f"stopped: {exc}")
         raise typer.Exit(1) from None
+    finally:
+        shutdown_tracing()
     typer.echo(
         f"published {stats.published} snapshots with ids {prefix}-* in {stats.elapsed_s:.1f} s "
         f"({stats.rate:.1f}/s); queue depth {stats.queue_depth}"

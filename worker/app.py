@@ -219,7 +219,7 @@ def _register_naive_task(app: ServiceApp) -> None:
     Celery. Registered only with GNN_WORKER__MODE=naive, for the pipeline benchmark."""
     state: dict[str, Any] = {}
 
-    @app.task(name=TASK_DIAGNOSE, bind=True)  # type: ignore[untyped-decorator]
+    @app.task(name=TASK_DIAGNOSE, bind=True, shared=False)  # type: ignore[untyped-decorator]
     def diagnose_one(self: Any, snapshot: dict[str, Any]) -> dict[str, Any]:
         from producer.demo.catalog import builtin_spec
         from worker.messages import Incoming
@@ -244,7 +244,7 @@ def _register_naive_task(app: ServiceApp) -> None:
 
 
 def _register_tasks(app: ServiceApp) -> None:
-    @app.task(name=TASK_PING, bind=True)  # type: ignore[untyped-decorator]
+    @app.task(name=TASK_PING, bind=True, shared=False)  # type: ignore[untyped-decorator]
     def ping(self: Any) -> dict[str, Any]:
         """Prove the wiring: broker, worker, per-process resources, result backend."""
         resources = app.process_resources
@@ -330,16 +330,26 @@ def _connect_signals(app: ServiceApp) -> None:
             logger.info("worker ready", queues=[q.name for q in sender.task_consumer.queues])
 
     def on_process_init(**_: Any) -> None:
-        app.open_process_resources()
+        from worker.tracing import configure_tracing, instrument_engine
+
+        configure_tracing(settings)  # per process: after a fork, spans need their own exporter
+        resources = app.open_process_resources()
+        instrument_engine(resources.database.engine)
 
     def on_process_shutdown(**_: Any) -> None:
+        from worker.tracing import shutdown_tracing
+
         app.close_process_resources()
+        shutdown_tracing()
 
     def on_worker_shutdown(sender: Any = None, **_: Any) -> None:
         if getattr(sender, "app", None) is not app:
             return
         app.consumer_ready = False
         app.close_process_resources()  # the solo pool's resources live in this process
+        from worker.tracing import shutdown_tracing
+
+        shutdown_tracing()  # flush the last batch's spans
         if app.health_server is not None:
             app.health_server.close()
             app.health_server = None

@@ -40,6 +40,7 @@ from loguru import logger
 
 from schemas import DeadLetter
 from schemas.result import DeadLettered, Diagnosed, ExpiredOutcome
+from worker import tracing
 from worker.breaker import BreakerState, CircuitBreaker
 from worker.db.repositories import SavedCounts
 from worker.engine import ModelRunner
@@ -254,6 +255,15 @@ class SnapshotConsumer:
     def _receive(self, message: Any) -> None:
         incoming = Incoming(message)
         incoming.prepare(self.settings.security)
+        incoming.trace_span = tracing.start_snapshot_span(
+            tracing.SNAPSHOT_SPAN,
+            tracing.snapshot_context(incoming.headers),
+            {
+                tracing.ATTR_SNAPSHOT_ID: incoming.task_id,
+                tracing.ATTR_CORRELATION_ID: incoming.correlation_id,
+                tracing.ATTR_DESTINATION: self.settings.worker.queue,
+            },
+        )
         if self.metrics is not None:
             self.metrics.record_received(
                 published_at=incoming.published_at,
@@ -302,7 +312,14 @@ class SnapshotConsumer:
         batch = self._take_batch()
         closed_at = time.monotonic()
         waited = closed_at - batch[0].received_monotonic
-        with log_context(batch_size=len(batch), model_version=self.processor.runner.version):
+        version = self.processor.runner.version
+        with (
+            log_context(batch_size=len(batch), model_version=version),
+            tracing.batch_span(
+                [item.trace_span for item in batch],
+                {tracing.ATTR_MODEL_VERSION: version, tracing.ATTR_BATCH_SIZE: len(batch)},
+            ),
+        ):
             self._batch_started = time.monotonic()
             try:
                 result = self.processor.process(batch)  # answers bad input, reports failures
@@ -383,23 +400,31 @@ class SnapshotConsumer:
             self.breaker.record_success()
         started = time.perf_counter()
         try:
-            saved = self.store.save(finished)
+            with tracing.stage_span(tracing.STAGE_DB_WRITE, **{"db.rows": len(finished)}):
+                saved = self.store.save(finished)
         except DatabaseUnavailable as exc:
             # Nothing acked: every message of the batch goes back to the queue.
             logger.error("database unavailable; batch requeued", error=str(exc))
             everything = [item.incoming for item in finished] + requeue
             for incoming in everything:
                 incoming.message.reject(requeue=True)
+                tracing.end_snapshot_span(incoming.trace_span, outcome="requeued", error=exc)
             self._set_database_down(True)
             if self.metrics is not None:
                 self.metrics.db_errors.labels(kind="unavailable").inc()
                 self.metrics.requeued.labels(reason="database").inc(len(everything))
             return
         stored = time.perf_counter()
-        self._store_with_retry(finished)
+        with tracing.stage_span(tracing.STAGE_RESULT_BACKEND):
+            self._store_with_retry(finished)
         done = time.perf_counter()
         for item in finished:
             item.incoming.message.ack()
+            tracing.end_snapshot_span(
+                item.incoming.trace_span,
+                outcome=item.outcome.outcome,
+                attributes={tracing.ATTR_SYSTEM_ID: _system_id(item)},
+            )
             self._failures.pop(item.snapshot_id, None)
             logger.debug(
                 "snapshot stored",
@@ -411,6 +436,7 @@ class SnapshotConsumer:
             )
         for incoming in requeue:
             incoming.message.reject(requeue=True)
+            tracing.end_snapshot_span(incoming.trace_span, outcome="requeued", error=result.error)
         if self.metrics is not None:
             self._report_settled(finished, len(requeue), saved, (stored - started, done - stored))
 
@@ -536,6 +562,7 @@ class SnapshotConsumer:
     def _requeue_buffer(self) -> None:
         for incoming in self._buffer:
             incoming.message.reject(requeue=True)
+            tracing.end_snapshot_span(incoming.trace_span, outcome="requeued")
         self._buffer = []
         self._buffered_nodes = 0
 

@@ -38,6 +38,7 @@ class Incoming:
     received_at: float = field(default_factory=time.time)
     received_monotonic: float = field(default_factory=time.monotonic)
     _data: dict[str, Any] | None = field(default=None, repr=False)
+    trace_span: Any = field(default=None, repr=False)  # this snapshot's span, when tracing
     _error: InvalidInput | None = field(default=None, repr=False)
 
     @classmethod

@@ -17,6 +17,7 @@ from loguru import logger
 
 from schemas import DeadLetter, Expired, Snapshot, SystemSpec, Timings
 from schemas.result import DeadLettered, Diagnosed, ExpiredOutcome
+from worker import tracing
 from worker.admission import SpecResolver, admit, parse_snapshot
 from worker.engine import ModelRunner
 from worker.errors import InvalidInput, ModelError
@@ -97,10 +98,11 @@ class BatchProcessor:
         closed_at = time.monotonic()  # the clock Incoming.received_monotonic is on
         now = datetime.now(UTC)
         accepted: list[_Accepted] = []
-        for incoming in batch:
-            item = self._admit(incoming, now, result)
-            if item is not None:
-                accepted.append(item)
+        with tracing.stage_span(tracing.STAGE_FEATURES):
+            for incoming in batch:
+                item = self._admit(incoming, now, result)
+                if item is not None:
+                    accepted.append(item)
         features_s = time.perf_counter() - started
         result.timings["features"] = features_s
         if not accepted:
@@ -128,31 +130,36 @@ class BatchProcessor:
         closed_at: float,
         features_s: float,
     ) -> None:
-        outputs, stats = self.runner.forward([item.sample for item in accepted])
+        with tracing.stage_span(
+            tracing.STAGE_FORWARD,
+            **{tracing.ATTR_BATCH_SIZE: len(accepted), tracing.ATTR_BATCH_NODES: result.nodes},
+        ):
+            outputs, stats = self.runner.forward([item.sample for item in accepted])
         result.timings["forward"] = stats.seconds
         result.out_of_memory, result.splits = stats.out_of_memory, stats.splits
         post_started = time.perf_counter()
         share = 1000.0 / len(accepted)
         diagnoses = []
-        for item, output in zip(accepted, outputs, strict=True):
-            timings = Timings(
-                queue_ms=_queue_ms(item.incoming),
-                batch_wait_ms=(closed_at - item.incoming.received_monotonic) * 1000.0,
-                features_ms=features_s * share,
-                forward_ms=stats.seconds * share,
-            )
-            diagnoses.append(
-                diagnose(
-                    snapshot=item.snapshot,
-                    spec=item.spec,
-                    sample=item.sample,
-                    output=output,
-                    model_version=self.runner.version,
-                    rules=self.settings.diagnosis,
-                    created_at=datetime.now(UTC),
-                    timings=timings,
+        with tracing.stage_span(tracing.STAGE_POSTPROCESS):
+            for item, output in zip(accepted, outputs, strict=True):
+                timings = Timings(
+                    queue_ms=_queue_ms(item.incoming),
+                    batch_wait_ms=(closed_at - item.incoming.received_monotonic) * 1000.0,
+                    features_ms=features_s * share,
+                    forward_ms=stats.seconds * share,
                 )
-            )
+                diagnoses.append(
+                    diagnose(
+                        snapshot=item.snapshot,
+                        spec=item.spec,
+                        sample=item.sample,
+                        output=output,
+                        model_version=self.runner.version,
+                        rules=self.settings.diagnosis,
+                        created_at=datetime.now(UTC),
+                        timings=timings,
+                    )
+                )
         post_s = time.perf_counter() - post_started
         result.timings["postprocess"] = post_s
         total_ms = (time.perf_counter() - started) * 1000.0
