@@ -151,7 +151,6 @@ class BatchProcessor:
                 diagnoses.append(
                     diagnose(
                         snapshot=item.snapshot,
-                        spec=item.spec,
                         sample=item.sample,
                         output=output,
                         model_version=self.runner.version,

@@ -22,7 +22,6 @@ from schemas import (
     HealthStatus,
     RemainingLife,
     Snapshot,
-    SystemSpec,
     Timings,
 )
 from worker.model import GraphSample, ModelOutput
@@ -85,7 +84,6 @@ def status_of(
 def diagnose(
     *,
     snapshot: Snapshot,
-    spec: SystemSpec,
     sample: GraphSample,
     output: ModelOutput,
     model_version: str,
@@ -96,13 +94,8 @@ def diagnose(
     """Build the Diagnosis of one snapshot from its share of a batch's output."""
     graph = sample.graph
     values = _Arrays.of(output)
-    sensors_of = [
-        np.flatnonzero(graph.node_component == c) for c in range(len(graph.component_ids))
-    ]
-    faults_of = [
-        np.flatnonzero(graph.fault_component == c) for c in range(len(graph.component_ids))
-    ]
-    component_index = {cid: i for i, cid in enumerate(graph.component_ids)}
+    sensors_of = graph.component_sensors
+    faults_of = graph.component_faults
     components = []
     for c, component_id in enumerate(graph.component_ids):
         probabilities = {NORMAL_FAULT: _unit(values.normal[c])}
@@ -122,9 +115,7 @@ def diagnose(
                 anomaly_score=anomaly,
                 rul=_remaining_life(values, c),
                 top_sensors=_top_sensors(graph.sensor_ids, sensors_of[c], values, rules.top_k),
-                top_connections=_top_connections(
-                    spec, component_id, component_index, values, rules.top_k
-                ),
+                top_connections=_top_connections(graph.component_links[c], values, rules.top_k),
             )
         )
     warnings = []
@@ -170,24 +161,12 @@ def _top_sensors(
 
 
 def _top_connections(
-    spec: SystemSpec,
-    component_id: str,
-    component_index: dict[str, int],
-    values: _Arrays,
-    k: int,
+    links: tuple[tuple[str, int], ...], values: _Arrays, k: int
 ) -> list[Contribution]:
     # A connection explains a component's result when the component at its other end is
     # anomalous too: effects travel along lines and shafts (a leaking pump starves a valve).
-    scored = []
-    for connection in spec.connections:
-        if component_id not in (connection.source, connection.target):
-            continue
-        other = connection.target if connection.source == component_id else connection.source
-        score = float(max(0.0, values.component_anomaly[component_index[other]]))
-        scored.append(
-            Contribution.model_construct(
-                id=f"{connection.source}->{connection.target}", score=score
-            )
-        )
-    scored.sort(key=lambda item: -item.score)
-    return scored[:k]
+    scored = sorted(
+        ((max(0.0, float(values.component_anomaly[other])), name) for name, other in links),
+        key=lambda item: -item[0],
+    )
+    return [Contribution.model_construct(id=name, score=score) for score, name in scored[:k]]

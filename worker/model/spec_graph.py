@@ -9,6 +9,7 @@ what lets one model serve machines it never saw.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import threading
 from collections import OrderedDict
@@ -79,12 +80,23 @@ class SpecGraph:
     fault_component: IntArray
     fault_rank: IntArray
     fault_sensor: IntArray
+    component_links: tuple[tuple[tuple[str, int], ...], ...] = ()
 
     def __post_init__(self) -> None:
         # Graphs are cached and shared by every sample of a spec: make accidents loud.
         for value in vars(self).values():
             if isinstance(value, np.ndarray):
                 value.setflags(write=False)
+
+    @functools.cached_property
+    def component_sensors(self) -> tuple[IntArray, ...]:
+        """Node indices of each component's sensors."""
+        return tuple(np.flatnonzero(self.node_component == c) for c in range(self.num_components))
+
+    @functools.cached_property
+    def component_faults(self) -> tuple[IntArray, ...]:
+        """Fault-mode indices of each component."""
+        return tuple(np.flatnonzero(self.fault_component == c) for c in range(self.num_components))
 
     @property
     def num_nodes(self) -> int:
@@ -164,7 +176,21 @@ class SpecGraph:
             ),
             fault_rank=fault_rank,
             fault_sensor=np.array(pairs, dtype=np.int64).reshape(-1, 2).T.copy(),
+            component_links=_links(spec),
         )
+
+
+def _links(spec: SystemSpec) -> tuple[tuple[tuple[str, int], ...], ...]:
+    """Per component: each connection touching it, as (``source->target``, other end)."""
+    index = spec.component_index
+    links: list[list[tuple[str, int]]] = [[] for _ in spec.components]
+    for connection in spec.connections:
+        name = f"{connection.source}->{connection.target}"
+        source, target = index[connection.source], index[connection.target]
+        links[source].append((name, target))
+        if target != source:
+            links[target].append((name, source))
+    return tuple(tuple(items) for items in links)
 
 
 def _normalisation(

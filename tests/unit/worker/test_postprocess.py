@@ -58,7 +58,6 @@ def test_diagnoses_built_without_validation_still_satisfy_the_schema() -> None:
     (output,), _ = runner.forward([sample])
     built = diagnose(
         snapshot=snapshot,
-        spec=spec,
         sample=sample,
         output=output,
         model_version=runner.version,
