@@ -31,6 +31,7 @@ from typing import Any
 from celery.exceptions import TimeoutError as CeleryTimeoutError
 from kombu.exceptions import ChannelError, OperationalError
 from loguru import logger
+from prometheus_client import CollectorRegistry
 
 from producer.demo.catalog import builtin_spec
 from schemas import Diagnosis, Snapshot
@@ -40,6 +41,7 @@ from worker.app import TASK_DIAGNOSE, ServiceApp, create_app
 from worker.db.reader import DiagnosisReader
 from worker.errors import BrokerUnavailable, DeadlineExceeded, InvalidInput, ModelError, QueueFull
 from worker.messages import CORRELATION_HEADER, PUBLISHED_AT_HEADER
+from worker.metrics import ProducerMetrics
 from worker.settings import Settings
 from worker.tracing import (
     ATTR_CORRELATION_ID,
@@ -82,6 +84,8 @@ class ProducerClient:
         self._depth_checked_at = float("-inf")
         self._closed = False
         self._reader = DiagnosisReader(settings)
+        self.metrics_registry = CollectorRegistry()
+        self.metrics = ProducerMetrics(self.metrics_registry)
 
     def __repr__(self) -> str:
         return f"ProducerClient(queue={self.queue!r}, closed={self._closed})"
@@ -136,12 +140,22 @@ class ProducerClient:
         Nothing is published if any snapshot is invalid.
         """
         self._require_open()
-        parsed = [self.validate(snapshot) for snapshot in snapshots]
+        try:
+            parsed = [self.validate(snapshot) for snapshot in snapshots]
+        except InvalidInput as exc:
+            self.metrics.refused.labels(reason=exc.reason).inc()
+            raise
         handles = []
+        published = self.metrics.published.labels(queue=self.queue)
         with self.app.producer_or_acquire() as producer:
             for snapshot in parsed:
+                waited = time.perf_counter()
                 self._wait_for_room()
+                started = time.perf_counter()
+                self.metrics.backpressure_seconds.inc(started - waited)
                 self._publish(snapshot, producer)
+                self.metrics.publish_seconds.observe(time.perf_counter() - started)
+                published.inc()
                 self._depth += 1
                 handles.append(SnapshotHandle(snapshot.snapshot_id, self.queue))
         return handles
@@ -159,9 +173,15 @@ class ProducerClient:
         async_result = self.app.AsyncResult(snapshot_id)
         try:
             value = async_result.get(timeout=timeout, propagate=False, interval=0.05)
+            failed = async_result.failed()
         except CeleryTimeoutError:
             raise TimeoutError(f"snapshot {snapshot_id}: no outcome within {timeout} s") from None
-        if async_result.failed():
+        finally:
+            # Unsubscribe now, while the backend is reachable, not whenever the garbage
+            # collector finalises the AsyncResult (maybe after the connection is gone).
+            async_result.backend.remove_pending_result(async_result)
+            async_result.backend = None
+        if failed:
             raise ModelError(f"snapshot {snapshot_id}: worker failed: {value!r}")
         return parse_outcome(value)
 

@@ -441,6 +441,44 @@ class ServiceMetrics:
         self.db_overflow.set(overflow)
 
 
+class ProducerMetrics:
+    """What a producer process counts (``ProducerClient.metrics_registry``): an application
+    that embeds the client exposes this registry on its own /metrics.
+
+    Args:
+        registry: Where the families are registered.
+    """
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.published = Counter(
+            "gnn_snapshots_published_total",
+            "Snapshots published to the queue.",
+            ["queue"],
+            registry=registry,
+        )
+        self.refused = Counter(
+            "gnn_snapshots_refused_total",
+            "Snapshots refused before publishing, by reason (nothing was published).",
+            ["reason"],
+            registry=registry,
+        )
+        self.publish_seconds = Histogram(
+            "gnn_publish_seconds",
+            "One publish, broker retries included.",
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.backpressure_seconds = Counter(
+            "gnn_backpressure_wait_seconds_total",
+            "Time spent waiting for room in the queue (GNN_PRODUCER__MAX_QUEUE_DEPTH).",
+            registry=registry,
+        )
+
+    def __repr__(self) -> str:
+        return f"ProducerMetrics(families={len(family_names(self.registry))})"
+
+
 class QueueCollector(Collector):
     """Queue depth, oldest message age and unacknowledged messages, read from the broker at
     scrape time (one Redis round trip each).
@@ -537,11 +575,37 @@ def metrics_doc() -> str:
     }
     for family in QueueCollector(lambda: None, [])._families():
         declared[family.name] = tuple(family._labelnames)
+    producer = CollectorRegistry()
+    producer_metrics = ProducerMetrics(producer)
+    declared.update(
+        {
+            wrapper._name: wrapper._labelnames
+            for wrapper in vars(producer_metrics).values()
+            if hasattr(wrapper, "_labelnames")
+        }
+    )
     for metric in sorted(registry.collect(), key=lambda m: m.name):
         labels = declared.get(metric.name) or sorted(
             {k for sample in metric.samples for k in sample.labels if k not in {"le", "quantile"}}
         )
         suffix = {"counter": "_total", "info": "_info"}.get(metric.type, "")
+        lines.append(
+            f"| `{metric.name}{suffix}` | {metric.type} | {', '.join(labels) or '-'} "
+            f"| {metric.documentation} |"
+        )
+    lines += [
+        "",
+        "## Producer",
+        "",
+        "`ProducerClient.metrics_registry` (an application embedding the client serves it on",
+        "its own /metrics):",
+        "",
+        "| family | type | labels | meaning |",
+        "|---|---|---|---|",
+    ]
+    for metric in sorted(producer.collect(), key=lambda m: m.name):
+        labels = declared.get(metric.name) or ()
+        suffix = {"counter": "_total"}.get(metric.type, "")
         lines.append(
             f"| `{metric.name}{suffix}` | {metric.type} | {', '.join(labels) or '-'} "
             f"| {metric.documentation} |"

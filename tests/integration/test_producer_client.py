@@ -79,6 +79,10 @@ def test_submit_publishes_a_json_celery_task_per_snapshot(client: ProducerClient
     handles = client.submit_many([make_snapshot("s-1"), make_snapshot("s-2")])
     assert [h.snapshot_id for h in handles] == ["s-1", "s-2"]
     assert client.queue_depth() == 2
+    published = client.metrics_registry.get_sample_value(
+        "gnn_snapshots_published_total", {"queue": client.queue}
+    )
+    assert published == 2
     messages = _drain(client)
     assert len(messages) == 2
     first = messages[0]
@@ -143,6 +147,10 @@ def test_an_invalid_snapshot_is_refused_before_publishing(
     assert caught.value.field is not None
     assert caught.value.field.startswith(field)
     assert client.queue_depth() == 0  # nothing published, not even the valid one
+    refused = client.metrics_registry.get_sample_value(
+        "gnn_snapshots_refused_total", {"reason": reason}
+    )
+    assert refused == 1
 
 
 def test_backpressure_raises_queue_full_at_the_configured_depth(
