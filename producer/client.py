@@ -42,6 +42,7 @@ from worker.db.reader import DiagnosisReader
 from worker.errors import BrokerUnavailable, DeadlineExceeded, InvalidInput, ModelError, QueueFull
 from worker.messages import CORRELATION_HEADER, PUBLISHED_AT_HEADER
 from worker.metrics import ProducerMetrics
+from worker.results import release_result
 from worker.settings import Settings
 from worker.tracing import (
     ATTR_CORRELATION_ID,
@@ -177,10 +178,7 @@ class ProducerClient:
         except CeleryTimeoutError:
             raise TimeoutError(f"snapshot {snapshot_id}: no outcome within {timeout} s") from None
         finally:
-            # Unsubscribe now, while the backend is reachable, not whenever the garbage
-            # collector finalises the AsyncResult (maybe after the connection is gone).
-            async_result.backend.remove_pending_result(async_result)
-            async_result.backend = None
+            release_result(async_result)
         if failed:
             raise ModelError(f"snapshot {snapshot_id}: worker failed: {value!r}")
         return parse_outcome(value)

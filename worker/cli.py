@@ -195,6 +195,7 @@ def ping(
     """Send ping tasks through the broker and wait for the workers' answers."""
     from worker.app import TASK_PING, create_app
     from worker.messages import CORRELATION_HEADER
+    from worker.results import release_result
 
     celery_app = create_app(_settings(ctx))
     failures = 0
@@ -208,6 +209,8 @@ def ping(
             failures += 1
             typer.echo(f"no answer within {timeout} s (task {result.id})", err=True)
             continue
+        finally:
+            release_result(result)
         elapsed_ms = (time.perf_counter() - started) * 1000
         typer.echo(
             f"pong from {answer['hostname']} pid {answer['pid']} in {elapsed_ms:.1f} ms "

@@ -84,3 +84,15 @@ class ResultWriter:
                     pipe.set(key, encoded)
                 pipe.publish(key, encoded)
             pipe.execute()
+
+
+def release_result(async_result: Any) -> None:
+    """Stop waiting on ``async_result`` now, while its backend is reachable.
+
+    Celery otherwise unsubscribes from the result channel in ``AsyncResult.__del__``, that
+    is whenever the garbage collector gets to the object, possibly after the connection (or
+    an embedded server) is gone, where it retries for 20 s and then raises.
+    """
+    if async_result.backend is not None:
+        async_result.backend.remove_pending_result(async_result)
+        async_result.backend = None

@@ -12,6 +12,7 @@ import pytest
 from worker.app import TASK_PING, create_app
 from worker.launcher import WorkerProcess
 from worker.messages import CORRELATION_HEADER
+from worker.results import release_result
 from worker.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -58,7 +59,10 @@ def test_ping_round_trips_through_a_real_worker(
 ) -> None:
     app = create_app(_settings(service_env, monkeypatch))
     result = app.send_task(TASK_PING, headers={CORRELATION_HEADER: "corr-itest-1"})
-    answer = result.get(timeout=30)
+    try:
+        answer = result.get(timeout=30)
+    finally:
+        release_result(result)
     assert answer["pong"] is True
     assert answer["resources"] == "open"
     assert answer["pid"] == worker_process.pid  # solo pool: resources live in the node
