@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import uuid
@@ -9,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from kombu import Connection
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from producer.client import ProducerClient
 from producer.demo.generator import generate
@@ -64,3 +67,25 @@ def task_body(snapshot: dict[str, Any]) -> bytes:
     return json.dumps(
         [[snapshot], {}, {"callbacks": None, "errbacks": None, "chain": None, "chord": None}]
     ).encode()
+
+
+def stored_rows(database_url: str, ids: list[str]) -> dict[str, int]:
+    """How many diagnosis rows each snapshot id has in the database (0 when none)."""
+
+    async def count() -> dict[str, int]:
+        engine = create_async_engine(database_url)
+        try:
+            async with engine.connect() as connection:
+                rows = await connection.execute(
+                    text(
+                        "SELECT snapshot_id, count(*) FROM diagnoses "
+                        "WHERE snapshot_id = ANY(:ids) GROUP BY snapshot_id"
+                    ),
+                    {"ids": ids},
+                )
+                found = {row[0]: int(row[1]) for row in rows}
+        finally:
+            await engine.dispose()
+        return {i: found.get(i, 0) for i in ids}
+
+    return asyncio.run(count())

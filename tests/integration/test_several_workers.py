@@ -4,15 +4,12 @@ mid-burst loses nothing and stores nothing twice."""
 
 from __future__ import annotations
 
-import asyncio
 import signal
 import time
 from collections.abc import Callable
 
 import pytest
-from pipeline_helpers import demo_snapshots, log_events, outcomes
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
+from pipeline_helpers import demo_snapshots, log_events, outcomes, stored_rows
 
 from producer.client import ProducerClient
 from schemas.result import Diagnosed
@@ -28,26 +25,6 @@ _SHORT = {
     "GNN_WORKER__BATCH_SOFT_TIME_LIMIT_S": "4",
     "GNN_WORKER__BATCH_HARD_TIME_LIMIT_S": "5",
 }
-
-
-def _rows_per_snapshot(database_url: str, ids: list[str]) -> dict[str, int]:
-    async def count() -> dict[str, int]:
-        engine = create_async_engine(database_url)
-        try:
-            async with engine.connect() as connection:
-                rows = await connection.execute(
-                    text(
-                        "SELECT snapshot_id, count(*) FROM diagnoses "
-                        "WHERE snapshot_id = ANY(:ids) GROUP BY snapshot_id"
-                    ),
-                    {"ids": ids},
-                )
-                found = {row[0]: int(row[1]) for row in rows}
-        finally:
-            await engine.dispose()
-        return {i: found.get(i, 0) for i in ids}
-
-    return asyncio.run(count())
 
 
 def test_three_workers_share_a_queue_switch_models_together_and_survive_a_kill(
@@ -78,7 +55,7 @@ def test_three_workers_share_a_queue_switch_models_together_and_survive_a_kill(
     assert all(isinstance(r, Diagnosed) for r in results.values())
     versions = {r.diagnosis.model_version for r in results.values() if isinstance(r, Diagnosed)}
     assert versions == {"universal:v2"}
-    assert set(_rows_per_snapshot(pipeline_env["GNN_DATABASE__URL"], ids).values()) == {1}
+    assert set(stored_rows(pipeline_env["GNN_DATABASE__URL"], ids).values()) == {1}
     for survivor in workers[1:]:
         assert log_events(survivor.log_path, "batch settled")  # the burst was shared
     assert client.queue_depth() == 0

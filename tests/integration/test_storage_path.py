@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 
 import pytest
-from pipeline_helpers import demo_snapshots, log_events, outcomes
+from pipeline_helpers import demo_snapshots, log_events, outcomes, stored_rows
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -24,28 +24,6 @@ from worker.launcher import WorkerProcess, free_port
 StartWorker = Callable[..., WorkerProcess]
 
 pytestmark = pytest.mark.parametrize("pipeline_env", ["redis"], indirect=True)
-
-
-def _count_stored(database_url: str, ids: list[str]) -> dict[str, int]:
-    """How many diagnosis rows each snapshot id has."""
-
-    async def count() -> dict[str, int]:
-        engine = create_async_engine(database_url)
-        try:
-            async with engine.connect() as connection:
-                rows = await connection.execute(
-                    text(
-                        "SELECT snapshot_id, count(*) FROM diagnoses "
-                        "WHERE snapshot_id = ANY(:ids) GROUP BY snapshot_id"
-                    ),
-                    {"ids": ids},
-                )
-                found = {row[0]: int(row[1]) for row in rows}
-        finally:
-            await engine.dispose()
-        return {i: found.get(i, 0) for i in ids}
-
-    return asyncio.run(count())
 
 
 class TableLock:
@@ -121,11 +99,11 @@ def test_a_worker_killed_between_compute_and_commit_leaves_the_batch_to_be_store
             assert time.monotonic() < deadline, "the worker never reached its write"
             time.sleep(0.05)
         assert first.stop(sig=signal.SIGKILL) == -signal.SIGKILL
-    assert set(_count_stored(url, ids).values()) == {0}  # nothing committed, nothing acked
+    assert set(stored_rows(url, ids).values()) == {0}  # nothing committed, nothing acked
     start_worker("heir", **short)
     results = outcomes(client, ids, timeout=60)  # redelivered after the visibility timeout
     assert all(isinstance(r, Diagnosed) for r in results.values())
-    assert set(_count_stored(url, ids).values()) == {1}  # stored exactly once each
+    assert set(stored_rows(url, ids).values()) == {1}  # stored exactly once each
 
 
 class TcpProxy:
@@ -222,7 +200,7 @@ def test_a_database_outage_pauses_consumption_loses_nothing_and_heals(
         ids = [s.snapshot_id for s in during]
         results = outcomes(client, ids, timeout=60)
         assert all(isinstance(r, Diagnosed) for r in results.values())
-        assert set(_count_stored(str(pipeline_env["GNN_DATABASE__URL"]), ids).values()) == {1}
+        assert set(stored_rows(str(pipeline_env["GNN_DATABASE__URL"]), ids).values()) == {1}
         assert log_events(worker.log_path, "database available again: resuming consumption")
         assert worker.readiness()[0] == 200
         retries = log_events(worker.log_path, "database retry")
