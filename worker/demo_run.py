@@ -94,7 +94,11 @@ def run_demo(
         reader.close()
         if monitor is not None:
             monitor.terminate()
-            monitor.wait(10)
+            try:
+                monitor.wait(10)
+            except subprocess.TimeoutExpired:  # Flower may wait on a worker inspection
+                monitor.kill()
+                monitor.wait()
         for index, worker in enumerate(pool, start=1):
             console.print(f"worker {index} stopped (exit {worker.stop()})")
     return stored

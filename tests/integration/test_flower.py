@@ -26,6 +26,17 @@ def test_flower_refuses_to_start_without_a_password(
     assert "GNN_SECURITY__FLOWER_PASSWORD" in done.stderr
 
 
+def stop(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, and SIGKILL if Flower is still shutting down (it may be waiting on a
+    worker inspection) after 20 s."""
+    process.terminate()
+    try:
+        process.wait(20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 def _status(url: str, auth: tuple[str, str] | None) -> int:
     request = urllib.request.Request(url)
     if auth is not None:
@@ -70,7 +81,6 @@ def test_flower_serves_only_with_the_configured_credentials(
         assert _status(url, ("operator", "s3cret-pass")) == 200
         assert _status(f"{url}metrics", ("operator", "s3cret-pass")) == 200
     finally:
-        process.terminate()
-        process.wait(15)
+        stop(process)
         log.close()
     assert "s3cret-pass" not in (tmp_path / "flower.log").read_text()
