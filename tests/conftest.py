@@ -90,21 +90,28 @@ def postgres_server() -> str:
 @pytest.fixture
 def postgres_url(postgres_server: str) -> Iterator[str]:
     """A fresh, empty PostgreSQL database for one test (SQLAlchemy asyncpg URL)."""
-    import asyncpg
+    from training.bench_report import scratch_database
 
-    name = f"gnn_test_{uuid.uuid4().hex[:10]}"
+    with scratch_database(postgres_server, f"gnn_test_{uuid.uuid4().hex[:10]}") as url:
+        yield url
 
-    async def admin(sql: str) -> None:
-        connection = await asyncpg.connect(postgres_server)
-        try:
-            await connection.execute(sql)
-        finally:
-            await connection.close()
 
-    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
-    base = postgres_server.rsplit("/", 1)[0]
-    yield f"{base.replace('postgresql://', 'postgresql+asyncpg://', 1)}/{name}"
-    asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, data_dir: Path) -> str:
+    """An empty service database: a SQLite file in a directory still to be created, or a
+    fresh PostgreSQL database; every test using it runs on both."""
+    if request.param == "postgres":
+        return str(request.getfixturevalue("postgres_url"))
+    return f"sqlite+aiosqlite:///{data_dir / 'db' / 'gnn.db'}"
+
+
+@pytest.fixture
+def migrated_database_url(database_url: str) -> str:
+    """``database_url`` migrated to the head revision."""
+    from worker.db.migrate import upgrade
+
+    upgrade(database_url)
+    return database_url
 
 
 CliRunner = Callable[..., "subprocess.CompletedProcess[str]"]

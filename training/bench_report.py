@@ -88,7 +88,7 @@ def machine_info() -> dict[str, Any]:
 
 @contextlib.contextmanager
 def scratch_database(admin_url: str, name: str) -> Iterator[str]:
-    """A new, empty PostgreSQL database for one benchmark run, dropped afterwards.
+    """A new, empty PostgreSQL database for one benchmark run or test, dropped afterwards.
 
     Args:
         admin_url: Any database on the server, for CREATE/DROP DATABASE.

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 from loguru import logger
 
-from worker.db.database import Database, LoopRunner
+from worker.db.database import Database, LoopRunner, connected
 from worker.metrics import ServiceMetrics
 from worker.settings import Settings
 
@@ -63,26 +63,19 @@ class ProcessResources:
         """Create the event loop and the database engine (migrating first if configured)."""
         if self.state is not ResourceState.NEW:
             raise RuntimeError(f"process resources cannot open from state {self.state.value}")
-        settings = self.settings
-        if settings.database.migrate_on_start:
-            from worker.db.migrate import upgrade
-
-            upgrade(settings.database_url)
-        runner = LoopRunner()
-        self._stack.callback(runner.close)
-        self._runner = runner
         metrics = self.metrics
-        database = Database(
-            settings.database_url,
-            settings.database,
-            on_retry=(
-                (lambda cause, *_: metrics.db_retries.labels(cause=cause).inc())
-                if metrics is not None
-                else None
-            ),
-            on_acquire=metrics.db_acquire.observe if metrics is not None else None,
+        database, runner = self._stack.enter_context(
+            connected(
+                self.settings,
+                on_retry=(
+                    (lambda cause, *_: metrics.db_retries.labels(cause=cause).inc())
+                    if metrics is not None
+                    else None
+                ),
+                on_acquire=metrics.db_acquire.observe if metrics is not None else None,
+            )
         )
-        self._stack.callback(lambda: runner(database.dispose()))
+        self._runner = runner
         self._database = database
         self.state = ResourceState.OPEN
         logger.info("process resources opened", pid=self.pid, database=repr(database))

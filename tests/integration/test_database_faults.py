@@ -259,20 +259,10 @@ def test_an_exhausted_pool_is_retried_then_reported_as_unavailable(
 # Errors that are not transient are raised at once, on both databases ---------------------
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def any_database_url(request: pytest.FixtureRequest, data_dir: Path) -> str:
-    if request.param == "postgres":
-        url = str(request.getfixturevalue("postgres_url"))
-    else:
-        url = f"sqlite+aiosqlite:///{data_dir / 'faults.db'}"
-    upgrade(url)
-    return url
-
-
 @pytest.fixture
-def service(any_database_url: str) -> Iterator[tuple[Database, LoopRunner]]:
+def service(migrated_database_url: str) -> Iterator[tuple[Database, LoopRunner]]:
     runner = LoopRunner()
-    database = Database(any_database_url, FAST_RETRIES)
+    database = Database(migrated_database_url, FAST_RETRIES)
     yield database, runner
     runner(database.dispose())
     runner.close()

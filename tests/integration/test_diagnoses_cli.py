@@ -8,8 +8,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from schemas import Diagnosis
 from worker.db.database import Database, LoopRunner
 from worker.db.migrate import upgrade
@@ -17,13 +15,6 @@ from worker.db.repositories import OutcomeRepository
 from worker.settings import DatabaseSettings
 
 CliRunner = Callable[..., Any]
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def database_url(request: pytest.FixtureRequest, data_dir: Path) -> str:
-    if request.param == "postgres":
-        return str(request.getfixturevalue("postgres_url"))
-    return f"sqlite+aiosqlite:///{data_dir / 'gnn.db'}"
 
 
 def _diagnosis(snapshot_id: str, system_id: str, created_at: datetime) -> Diagnosis:

@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, TypeVar
 
-import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
@@ -21,13 +19,6 @@ from worker.db.schema import metadata
 
 T = TypeVar("T")
 BASELINE = "0001"
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def database_url(request: pytest.FixtureRequest, data_dir: Path) -> str:
-    if request.param == "postgres":
-        return str(request.getfixturevalue("postgres_url"))
-    return f"sqlite+aiosqlite:///{data_dir / 'nested' / 'gnn.db'}"
 
 
 def _inspect(database_url: str, look: Callable[[Connection], T]) -> T:

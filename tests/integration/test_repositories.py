@@ -5,7 +5,6 @@ from __future__ import annotations
 import random
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta, timezone
-from pathlib import Path
 from typing import Any, cast
 
 import pytest
@@ -18,7 +17,6 @@ from schemas.diagnosis import ComponentDiagnosis, Contribution, RemainingLife, T
 from schemas.outcomes import DeadLetterReason
 from worker.db import schema as tables
 from worker.db.database import Database, LoopRunner
-from worker.db.migrate import upgrade
 from worker.db.repositories import MAX_ROWS_PER_STATEMENT, OutcomeRepository, SavedCounts
 from worker.settings import DatabaseSettings
 
@@ -90,17 +88,6 @@ def dead_letter(
     )
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def database_url(request: pytest.FixtureRequest, data_dir: Path) -> str:
-    """A migrated, empty service database."""
-    if request.param == "postgres":
-        url = str(request.getfixturevalue("postgres_url"))
-    else:
-        url = f"sqlite+aiosqlite:///{data_dir / 'outcomes.db'}"
-    upgrade(url)
-    return url
-
-
 @pytest.fixture
 def run() -> Iterator[LoopRunner]:
     runner = LoopRunner()
@@ -109,8 +96,8 @@ def run() -> Iterator[LoopRunner]:
 
 
 @pytest.fixture
-def database(database_url: str, run: LoopRunner) -> Iterator[Database]:
-    database = Database(database_url, DatabaseSettings())
+def database(migrated_database_url: str, run: LoopRunner) -> Iterator[Database]:
+    database = Database(migrated_database_url, DatabaseSettings())
     yield database
     run(database.dispose())
 

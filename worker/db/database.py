@@ -274,16 +274,22 @@ class LoopRunner:
 
 @contextlib.contextmanager
 def connected(
-    settings: Settings, *, migrate: bool | None = None
+    settings: Settings,
+    *,
+    migrate: bool | None = None,
+    on_retry: RetryListener | None = None,
+    on_acquire: AcquireListener | None = None,
 ) -> Iterator[tuple[Database, LoopRunner]]:
-    """The service database for a command: migrated first (when the settings say so),
-    disposed at the end."""
+    """The service database and an event loop for it (a command, or a worker process):
+    migrated first (when the settings say so), disposed at the end."""
     if settings.database.migrate_on_start if migrate is None else migrate:
         from worker.db.migrate import upgrade
 
         upgrade(settings.database_url)
     runner = LoopRunner()
-    database = Database(settings.database_url, settings.database)
+    database = Database(
+        settings.database_url, settings.database, on_retry=on_retry, on_acquire=on_acquire
+    )
     try:
         yield database, runner
     finally:

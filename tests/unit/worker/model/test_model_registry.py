@@ -12,7 +12,6 @@ import pytest
 import torch
 
 from worker.db.database import Database, LoopRunner
-from worker.db.migrate import upgrade
 from worker.db.registry import DatabaseRegistry
 from worker.model import (
     CheckpointError,
@@ -62,25 +61,14 @@ def _registry(url: str, cache_dir: Path) -> Iterator[DatabaseRegistry]:
         runner.close()
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def registry_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A migrated, empty service database: a SQLite file or a fresh PostgreSQL database."""
-    if request.param == "postgres":
-        url = str(request.getfixturevalue("postgres_url"))
-    else:
-        url = f"sqlite+aiosqlite:///{tmp_path / 'db' / 'registry.db'}"
-    upgrade(url)
-    return url
-
-
 @pytest.fixture
-def new_registry(registry_url: str, tmp_path: Path) -> Iterator[NewRegistry]:
+def new_registry(migrated_database_url: str, tmp_path: Path) -> Iterator[NewRegistry]:
     """``new_registry(cache="cache")``: another registry on the same database; every one
     is disposed at the end of the test."""
     with contextlib.ExitStack() as stack:
 
         def make(cache: str = "cache") -> DatabaseRegistry:
-            return stack.enter_context(_registry(registry_url, tmp_path / cache))
+            return stack.enter_context(_registry(migrated_database_url, tmp_path / cache))
 
         yield make
 
@@ -186,7 +174,7 @@ def test_activating_the_active_version_again_changes_nothing(
 
 
 def test_concurrent_registrations_from_many_registries_all_survive(
-    tmp_path: Path, registry_url: str, new_registry: NewRegistry, tiny_config: ModelConfig
+    tmp_path: Path, migrated_database_url: str, new_registry: NewRegistry, tiny_config: ModelConfig
 ) -> None:
     paths = [_checkpoint(tmp_path / "made", str(i), tiny_config) for i in range(6)]
     errors: list[BaseException] = []
@@ -194,7 +182,7 @@ def test_concurrent_registrations_from_many_registries_all_survive(
 
     def register(index: int, path: Path) -> None:
         try:
-            with _registry(registry_url, tmp_path / f"cache-{index}") as registry:
+            with _registry(migrated_database_url, tmp_path / f"cache-{index}") as registry:
                 start.wait(timeout=30)  # every registry is open before any registers
                 registry.register(path)
         except BaseException as exc:  # surfaced by the assertion below
