@@ -24,7 +24,6 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from worker.db.database import Database, connected
-from worker.db.repositories import aware
 from worker.db.schema import model_activations, model_versions
 from worker.model.loader import CHECKPOINT_SUFFIX, load_checkpoint, read_manifest
 from worker.model.registry import (
@@ -253,7 +252,7 @@ class DatabaseRegistry:
             status=ModelStatus(row.status),
             sha256=row.sha256,
             created_at=row.created_at,
-            registered_at=aware(row.registered_at).isoformat(timespec="seconds"),
+            registered_at=row.registered_at.isoformat(timespec="seconds"),
             path=self.cache_dir / f"{row.name}-{row.version}-{row.sha256[:16]}{CHECKPOINT_SUFFIX}",
             size_bytes=int(row.size_bytes),
             metrics=metrics,

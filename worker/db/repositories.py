@@ -196,7 +196,7 @@ class OutcomeRepository:
         """A system's diagnoses, newest first, created at or after ``since``."""
         query = select(tables.diagnoses).where(tables.diagnoses.c.system_id == system_id)
         if since is not None:
-            query = query.where(tables.diagnoses.c.created_at >= utc(since))
+            query = query.where(tables.diagnoses.c.created_at >= since)
         query = query.order_by(
             tables.diagnoses.c.created_at.desc(), tables.diagnoses.c.id.desc()
         ).limit(max(1, limit))
@@ -239,8 +239,8 @@ class OutcomeRepository:
         return Expired(
             snapshot_id=row["snapshot_id"],
             system_id=row["system_id"],
-            deadline=aware(row["deadline"]),
-            observed_at=aware(row["observed_at"]),
+            deadline=row["deadline"],
+            observed_at=row["observed_at"],
             correlation_id=row["correlation_id"],
         )
 
@@ -251,7 +251,7 @@ class OutcomeRepository:
         table = tables.dead_letters
         query = select(table)
         if since is not None:
-            query = query.where(table.c.stored_at >= utc(since))
+            query = query.where(table.c.stored_at >= since)
         if reason is not None:
             query = query.where(table.c.reason == reason)
         query = query.order_by(table.c.id.desc()).limit(max(1, limit))
@@ -263,9 +263,9 @@ class OutcomeRepository:
                     reason=row["reason"],
                     detail=row["detail"],
                     payload_sha256=row["payload_sha256"],
-                    received_at=aware(row["received_at"]),
+                    received_at=row["received_at"],
                 ),
-                stored_at=aware(row["stored_at"]),
+                stored_at=row["stored_at"],
             )
             for row in await self._rows(query)
         ]
@@ -306,7 +306,7 @@ def _diagnosis_row(item: Diagnosis, stored_at: datetime) -> dict[str, Any]:
         "components": Encoded(_COMPONENTS.dump_json(item.components).decode()),
         "timings": Encoded(item.timings.model_dump_json(exclude_none=True)),
         "warnings": list(item.warnings),
-        "created_at": utc(item.created_at),
+        "created_at": item.created_at,
         "stored_at": stored_at,
     }
 
@@ -317,7 +317,7 @@ def _diagnosis(row: Mapping[str, Any]) -> Diagnosis:
             "snapshot_id": row["snapshot_id"],
             "system_id": row["system_id"],
             "model_version": row["model_version"],
-            "created_at": aware(row["created_at"]),
+            "created_at": row["created_at"],
             "correlation_id": row["correlation_id"],
             "machine_health": row["machine_health"],
             "components": row["components"],
@@ -331,8 +331,8 @@ def _expired_row(item: Expired) -> dict[str, Any]:
     return {
         "snapshot_id": item.snapshot_id,
         "system_id": item.system_id,
-        "deadline": utc(item.deadline),
-        "observed_at": utc(item.observed_at),
+        "deadline": item.deadline,
+        "observed_at": item.observed_at,
         "correlation_id": item.correlation_id,
     }
 
@@ -344,17 +344,6 @@ def _dead_letter_row(key: str, item: DeadLetter, stored_at: datetime) -> dict[st
         "reason": str(item.reason),
         "detail": item.detail,
         "payload_sha256": item.payload_sha256,
-        "received_at": utc(item.received_at),
+        "received_at": item.received_at,
         "stored_at": stored_at,
     }
-
-
-def aware(moment: datetime) -> datetime:
-    """SQLite hands back naive datetimes; everything stored is UTC."""
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-
-
-def utc(moment: datetime) -> datetime:
-    """``moment`` in UTC, as it is stored and compared: SQLite keeps a datetime's wall-clock
-    time and drops its offset, so 12:00+02:00 would read back as 12:00 UTC."""
-    return aware(moment).astimezone(UTC)

@@ -7,6 +7,8 @@ insert with ``ON CONFLICT DO NOTHING`` (PostgreSQL and SQLite alike).
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -20,9 +22,11 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    TypeDecorator,
     UniqueConstraint,
 )
 from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import Dialect
 
 # Stable constraint names, so that migrations are the same on SQLite and PostgreSQL.
 NAMING_CONVENTION = {
@@ -39,7 +43,31 @@ metadata = MetaData(naming_convention=NAMING_CONVENTION)
 Document = JSON().with_variant(JSONB(), "postgresql")
 #: Autoincrementing keys: BIGINT on PostgreSQL; SQLite's INTEGER PRIMARY KEY is the rowid.
 Key = BigInteger().with_variant(Integer(), "sqlite")
-Moment = DateTime(timezone=True)
+
+
+class UtcMoment(TypeDecorator[datetime]):
+    """A timezone-aware moment, stored and returned in UTC on both databases.
+
+    PostgreSQL keeps the instant; SQLite keeps the wall-clock text and drops the offset, so
+    12:00+02:00 would read back as 12:00. Converting every bound value (rows and query
+    parameters alike) to UTC, and marking what SQLite returns as UTC, makes both agree.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+Moment = UtcMoment()
 
 systems = Table(
     "systems",
