@@ -18,6 +18,7 @@ pool alike) and closed by ``worker_process_shutdown`` or, for the solo pool, by
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING, Any
 
 from celery import Celery, signals
@@ -156,15 +157,11 @@ def queue_collector(settings: Settings) -> QueueCollector:
     """Queue gauges read from the broker at scrape time (Redis or the embedded server)."""
     import redis
 
-    client: list[Any] = []
-
-    def connect() -> Any:
-        if not client:
-            if settings.broker.url is None:
-                client.append(EmbeddedRedis(settings.data_dir).client(db=0))
-            else:
-                client.append(redis.Redis.from_url(settings.broker.url, socket_timeout=2))
-        return client[0]
+    @functools.cache
+    def connect() -> Any:  # one client (and connection pool) for every scrape
+        if settings.broker.url is None:
+            return EmbeddedRedis(settings.data_dir).client(db=0)
+        return redis.Redis.from_url(settings.broker.url, socket_timeout=2)
 
     return QueueCollector(connect, [settings.worker.queue], published_header=PUBLISHED_AT_HEADER)
 
