@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -87,5 +88,59 @@ def stored_rows(database_url: str, ids: list[str]) -> dict[str, int]:
         finally:
             await engine.dispose()
         return {i: found.get(i, 0) for i in ids}
+
+    return asyncio.run(count())
+
+
+class TableLock:
+    """An admin transaction holding ACCESS EXCLUSIVE on ``diagnoses`` on its own thread, so
+    that the worker's insert blocks (computed, not yet committed) until ``release``."""
+
+    def __init__(self, database_url: str) -> None:
+        self.url = database_url
+        self.locked = threading.Event()
+        self._release = threading.Event()
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._hold()), daemon=True)
+
+    async def _hold(self) -> None:
+        engine = create_async_engine(self.url)
+        try:
+            async with engine.connect() as connection:
+                await connection.execute(text("LOCK TABLE diagnoses IN ACCESS EXCLUSIVE MODE"))
+                self.locked.set()
+                while not self._release.is_set():
+                    await asyncio.sleep(0.05)
+                await connection.rollback()
+        finally:
+            await engine.dispose()
+
+    def __enter__(self) -> TableLock:
+        self._thread.start()
+        assert self.locked.wait(10)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._release.set()
+        self._thread.join(10)
+
+
+def waiting_writers(database_url: str) -> int:
+    async def count() -> int:
+        engine = create_async_engine(database_url)
+        try:
+            async with engine.connect() as connection:
+                return int(
+                    (
+                        await connection.execute(
+                            text(
+                                "SELECT count(*) FROM pg_stat_activity WHERE application_name = "
+                                "'gnn-service' AND datname = current_database() "
+                                "AND wait_event_type = 'Lock'"
+                            )
+                        )
+                    ).scalar_one()
+                )
+        finally:
+            await engine.dispose()
 
     return asyncio.run(count())

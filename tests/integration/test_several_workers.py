@@ -1,15 +1,19 @@
 """Three worker processes on one Redis queue and one PostgreSQL database: they share a burst,
-all switch to a newly activated model version without a restart, and killing one of them
-mid-burst loses nothing and stores nothing twice."""
+all switch to a newly activated model version without a restart, and each snapshot is
+stored once."""
 
 from __future__ import annotations
 
-import signal
 import time
 from collections.abc import Callable
 
 import pytest
-from pipeline_helpers import demo_snapshots, log_events, outcomes, stored_rows
+from pipeline_helpers import (
+    demo_snapshots,
+    log_events,
+    outcomes,
+    stored_rows,
+)
 
 from producer.client import ProducerClient
 from schemas.result import Diagnosed
@@ -27,7 +31,7 @@ _SHORT = {
 }
 
 
-def test_three_workers_share_a_queue_switch_models_together_and_survive_a_kill(
+def test_three_workers_share_a_queue_and_switch_models_together(
     start_worker: StartWorker,
     client: ProducerClient,
     pipeline_env: dict[str, str],
@@ -44,18 +48,13 @@ def test_three_workers_share_a_queue_switch_models_together_and_survive_a_kill(
 
     snapshots = demo_snapshots(300, "fleet")
     ids = [s.snapshot_id for s in snapshots]
+    url = pipeline_env["GNN_DATABASE__URL"]
     client.submit_many(snapshots)
-    deadline = time.monotonic() + 30
-    while not log_events(workers[0].log_path, "batch settled"):
-        assert time.monotonic() < deadline, "w0 never took a batch"
-        time.sleep(0.05)
-    assert workers[0].stop(sig=signal.SIGKILL) == -signal.SIGKILL  # mid-burst
-
-    results = outcomes(client, ids, timeout=120)  # the rest, and w0's unacked after 10 s
+    results = outcomes(client, ids, timeout=120)
     assert all(isinstance(r, Diagnosed) for r in results.values())
     versions = {r.diagnosis.model_version for r in results.values() if isinstance(r, Diagnosed)}
     assert versions == {"universal:v2"}
-    assert set(stored_rows(pipeline_env["GNN_DATABASE__URL"], ids).values()) == {1}
-    for survivor in workers[1:]:
-        assert log_events(survivor.log_path, "batch settled")  # the burst was shared
+    assert set(stored_rows(url, ids).values()) == {1}
+    for worker in workers:
+        assert log_events(worker.log_path, "batch settled")  # the burst was shared
     assert client.queue_depth() == 0

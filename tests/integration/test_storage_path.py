@@ -3,7 +3,6 @@ database outage that pauses consumption and heals by itself. Redis broker, real 
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import signal
 import socket
@@ -12,10 +11,15 @@ import time
 from collections.abc import Callable
 
 import pytest
-from pipeline_helpers import demo_snapshots, log_events, outcomes, stored_rows
-from sqlalchemy import text
+from pipeline_helpers import (
+    TableLock,
+    demo_snapshots,
+    log_events,
+    outcomes,
+    stored_rows,
+    waiting_writers,
+)
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from producer.client import ProducerClient
 from schemas.result import Diagnosed
@@ -24,60 +28,6 @@ from worker.launcher import WorkerProcess, free_port
 StartWorker = Callable[..., WorkerProcess]
 
 pytestmark = pytest.mark.parametrize("pipeline_env", ["redis"], indirect=True)
-
-
-class TableLock:
-    """An admin transaction holding ACCESS EXCLUSIVE on ``diagnoses`` on its own thread, so
-    that the worker's insert blocks (computed, not yet committed) until ``release``."""
-
-    def __init__(self, database_url: str) -> None:
-        self.url = database_url
-        self.locked = threading.Event()
-        self._release = threading.Event()
-        self._thread = threading.Thread(target=lambda: asyncio.run(self._hold()), daemon=True)
-
-    async def _hold(self) -> None:
-        engine = create_async_engine(self.url)
-        try:
-            async with engine.connect() as connection:
-                await connection.execute(text("LOCK TABLE diagnoses IN ACCESS EXCLUSIVE MODE"))
-                self.locked.set()
-                while not self._release.is_set():
-                    await asyncio.sleep(0.05)
-                await connection.rollback()
-        finally:
-            await engine.dispose()
-
-    def __enter__(self) -> TableLock:
-        self._thread.start()
-        assert self.locked.wait(10)
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._release.set()
-        self._thread.join(10)
-
-
-def _waiting_writers(database_url: str) -> int:
-    async def count() -> int:
-        engine = create_async_engine(database_url)
-        try:
-            async with engine.connect() as connection:
-                return int(
-                    (
-                        await connection.execute(
-                            text(
-                                "SELECT count(*) FROM pg_stat_activity WHERE application_name = "
-                                "'gnn-service' AND datname = current_database() "
-                                "AND wait_event_type = 'Lock'"
-                            )
-                        )
-                    ).scalar_one()
-                )
-        finally:
-            await engine.dispose()
-
-    return asyncio.run(count())
 
 
 def test_a_worker_killed_between_compute_and_commit_leaves_the_batch_to_be_stored_once(
@@ -95,7 +45,7 @@ def test_a_worker_killed_between_compute_and_commit_leaves_the_batch_to_be_store
     with TableLock(url):
         client.submit_many(snapshots)
         deadline = time.monotonic() + 30
-        while _waiting_writers(url) == 0:  # computed; its INSERT waits on the lock
+        while waiting_writers(url) == 0:  # computed; its INSERT waits on the lock
             assert time.monotonic() < deadline, "the worker never reached its write"
             time.sleep(0.05)
         assert first.stop(sig=signal.SIGKILL) == -signal.SIGKILL
