@@ -29,7 +29,7 @@ from types import TracebackType
 from typing import Any
 
 from celery.exceptions import TimeoutError as CeleryTimeoutError
-from kombu.exceptions import ChannelError, OperationalError
+from kombu.exceptions import ChannelError, ContentDisallowed, DecodeError, OperationalError
 from loguru import logger
 from prometheus_client import CollectorRegistry
 
@@ -39,7 +39,14 @@ from schemas.result import DeadLettered, Diagnosed, ExpiredOutcome, parse_outcom
 from worker.admission import SpecResolver, admit, parse_snapshot
 from worker.app import TASK_DIAGNOSE, ServiceApp, create_app
 from worker.db.reader import DiagnosisReader
-from worker.errors import BrokerUnavailable, DeadlineExceeded, InvalidInput, ModelError, QueueFull
+from worker.errors import (
+    BrokerUnavailable,
+    DeadlineExceeded,
+    InvalidInput,
+    ModelError,
+    QueueFull,
+    RefusedContent,
+)
 from worker.messages import CORRELATION_HEADER, PUBLISHED_AT_HEADER
 from worker.metrics import ProducerMetrics
 from worker.results import release_result
@@ -169,6 +176,7 @@ class ProducerClient:
         Raises:
             TimeoutError: No outcome within ``timeout`` seconds.
             ModelError: The worker failed the snapshot (the message says why).
+            RefusedContent: The stored result is not JSON (a pickled result is never read).
         """
         self._require_open()
         async_result = self.app.AsyncResult(snapshot_id)
@@ -177,6 +185,11 @@ class ProducerClient:
             failed = async_result.failed()
         except CeleryTimeoutError:
             raise TimeoutError(f"snapshot {snapshot_id}: no outcome within {timeout} s") from None
+        except (DecodeError, ContentDisallowed) as exc:
+            raise RefusedContent(
+                f"snapshot {snapshot_id}: result refused, only JSON is read ({exc})",
+                snapshot_id=snapshot_id,
+            ) from None
         finally:
             release_result(async_result)
         if failed:
@@ -200,14 +213,25 @@ class ProducerClient:
         return self._reader.latest(system_id)
 
     def queue_depth(self) -> int:
-        """Messages waiting in the snapshot queue (not counting prefetched ones)."""
+        """Messages waiting in the snapshot queue (not counting prefetched ones).
+
+        Raises:
+            BrokerUnavailable: The broker cannot be reached.
+        """
         self._require_open()
-        with self.app.connection_for_read() as connection:
-            try:
-                declared = connection.default_channel.queue_declare(queue=self.queue, passive=True)
-            except ChannelError:
-                return 0  # an empty Redis queue does not exist as a key
-            return int(declared.message_count)
+        try:
+            with self.app.connection_for_read() as connection:
+                try:
+                    declared = connection.default_channel.queue_declare(
+                        queue=self.queue, passive=True
+                    )
+                except ChannelError:
+                    return 0  # an empty Redis queue does not exist as a key
+                return int(declared.message_count)
+        except OperationalError as exc:
+            raise BrokerUnavailable(
+                f"queue {self.queue}: broker unreachable while reading its depth ({exc})"
+            ) from exc
 
     def _publish(self, snapshot: Snapshot, producer: Any) -> None:
         expires = None

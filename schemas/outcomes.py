@@ -31,6 +31,7 @@ class DeadLetterReason(StrEnum):
     WINDOW_TOO_SHORT = "window_too_short"
     WINDOW_TOO_LONG = "window_too_long"
     OVERSIZE = "oversize"
+    SIGNATURE_INVALID = "signature_invalid"
 
 
 Sha256Hex = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]

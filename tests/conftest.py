@@ -23,6 +23,8 @@ import redis
 
 from worker.embedded import EmbeddedRedis
 
+pytest_plugins = ["pipeline_fixtures"]  # tests/support: worker processes, models, clients
+
 REDIS_URL = os.environ.get("GNN_TEST_REDIS_URL", "redis://127.0.0.1:6379")
 POSTGRES_URL = os.environ.get(
     "GNN_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"

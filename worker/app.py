@@ -32,6 +32,7 @@ from worker.messages import CORRELATION_HEADER, PUBLISHED_AT_HEADER
 from worker.metrics import QueueCollector, ServiceMetrics
 from worker.resources import ProcessResources
 from worker.settings import Settings, mask_url
+from worker.signing import enable_signing
 
 if TYPE_CHECKING:  # the consumer brings torch; producers import this module without it
     from worker.consumer import SnapshotConsumer
@@ -203,6 +204,7 @@ def create_app(settings: Settings) -> ServiceApp:
         enable_utc=True,
         timezone="UTC",
     )
+    enable_signing(app, settings.security)  # producers sign when a key is configured
     _register_tasks(app)
     if settings.worker.mode == "naive":
         _register_naive_task(app)

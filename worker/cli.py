@@ -383,5 +383,11 @@ def flower(ctx: typer.Context) -> None:
 
 
 def main() -> None:
-    """Console-script entry point."""
-    app()
+    """Console-script entry point: a service error ends the command with one line, exit 1."""
+    from worker.errors import ServiceError
+
+    try:
+        app()
+    except ServiceError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise SystemExit(1) from None

@@ -51,6 +51,7 @@ from worker.metrics import ServiceMetrics
 from worker.pipeline import BatchProcessor, BatchResult, Finished
 from worker.results import ResultWriter
 from worker.settings import Settings
+from worker.signing import SignatureVerifier
 from worker.storage import OutcomeStore
 
 RunnerLoader = Callable[[], ModelRunner]
@@ -102,9 +103,14 @@ class SnapshotConsumer:
         self._thread: threading.Thread | None = None
         self._failures: OrderedDict[str, int] = OrderedDict()
         self.processor: BatchProcessor | None = None
+        trusted = settings.security.trusted_certificates
+        self.verifier = (
+            SignatureVerifier(trusted, settings.security.signing_digest) if trusted else None
+        )
         self.ready = False
         self.error: str | None = None
         self._next_version_check = 0.0
+        self._next_restore = 0.0
         self._batch_started: float | None = None
         self._version_token = ""
 
@@ -242,9 +248,37 @@ class SnapshotConsumer:
             if self.breaker.state is BreakerState.OPEN:
                 logger.warning("circuit breaker open: stopped consuming")
                 return
+            self._restore_vanished(connection)
             self._fill(connection)
             if self._buffer and self._batch_due():
                 self._run_batch()
+
+    def _restore_vanished(self, connection: Any) -> None:
+        """Put messages of vanished workers back on the queue, every restore interval.
+
+        kombu's Redis transport records each delivered message in an "unacked" index with
+        its delivery time; Celery's own consumer scans that index from its event loop, which
+        this loop replaces. A message still unacked after the visibility timeout belongs to
+        a worker that died (a live one finishes or requeues every batch within the hard time
+        limit, which the settings keep below the visibility timeout).
+        """
+        now = time.monotonic()
+        if now < self._next_restore:
+            return
+        broker = self.settings.broker
+        self._next_restore = now + broker.restore_check_interval_s
+        channel = connection.default_channel
+        qos: Any = getattr(channel, "qos", None)
+        if qos is None or not hasattr(qos, "restore_visible"):
+            return  # a transport without visibility bookkeeping
+        with channel.conn_or_acquire() as client:
+            due = int(client.zcount(qos.unacked_index_key, 0, time.time() - qos.visibility_timeout))
+        if due == 0:
+            return
+        qos.restore_visible(num=broker.restore_scan_limit, interval=1)
+        logger.warning("restored messages of vanished workers", count=due)
+        if self.metrics is not None:
+            self.metrics.restored.inc(due)
 
     def _check_version(self) -> None:
         now = time.monotonic()
@@ -254,7 +288,7 @@ class SnapshotConsumer:
 
     def _receive(self, message: Any) -> None:
         incoming = Incoming(message)
-        incoming.prepare(self.settings.security)
+        incoming.prepare(self.settings.security, self.verifier)
         incoming.trace_span = tracing.start_snapshot_span(
             tracing.SNAPSHOT_SPAN,
             tracing.snapshot_context(incoming.headers),

@@ -91,6 +91,10 @@ class QueueFull(ServiceError):
     """The queue is deeper than the producer's configured bound."""
 
 
+class RefusedContent(ServiceError):
+    """A message or stored result in a serialization the service never reads (only JSON)."""
+
+
 def disposition(exc: BaseException) -> Disposition:
     """Decide the fate of work that raised ``exc``.
 

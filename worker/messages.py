@@ -18,6 +18,7 @@ from schemas import DeadLetterReason
 from worker.admission import decode_body
 from worker.errors import InvalidInput
 from worker.settings import SecuritySettings
+from worker.signing import SIGNED_CONTENT_TYPE, SignatureVerifier
 
 #: Message header carrying the producer's correlation id to the worker.
 CORRELATION_HEADER = "gnn_correlation_id"
@@ -46,10 +47,13 @@ class Incoming:
         """A message already decoded by Celery (the naive one-task-per-snapshot baseline)."""
         return cls(message=_DecodedTask(dict(headers)), _data=snapshot)
 
-    def prepare(self, limits: SecuritySettings) -> None:
-        """Decode the body once, on receipt; a refusal is kept for processing."""
+    def prepare(self, limits: SecuritySettings, verifier: SignatureVerifier | None = None) -> None:
+        """Decode the body once, on receipt; a refusal is kept for processing.
+
+        With a ``verifier``, only signed bodies whose signature checks out are decoded.
+        """
         try:
-            self._data = self._decode(limits)
+            self._data = self._decode(limits, verifier)
         except InvalidInput as exc:
             self._error = exc
 
@@ -120,15 +124,24 @@ class Incoming:
             self._data = self._decode(limits)
         return self._data
 
-    def _decode(self, limits: SecuritySettings) -> dict[str, Any]:
+    def _decode(
+        self, limits: SecuritySettings, verifier: SignatureVerifier | None = None
+    ) -> dict[str, Any]:
         content_type = getattr(self.message, "content_type", None)
-        if content_type != "application/json":
+        expected = "application/json" if verifier is None else SIGNED_CONTENT_TYPE
+        if content_type != expected:
+            kind = "" if verifier is None else " (signed messages required)"
             raise InvalidInput(
-                f"content type {content_type!r} refused: only application/json is accepted",
+                f"content type {content_type!r} refused: only {expected} is accepted{kind}",
                 reason=DeadLetterReason.UNSUPPORTED_CONTENT_TYPE.value,
                 field="<content-type>",
             )
-        body = decode_body(self.raw_body(), limits=limits)
+        raw = self.raw_body()
+        if verifier is not None:
+            if len(raw) > 2 * limits.max_snapshot_bytes:  # base64 grows a body by a third
+                decode_body(raw, limits=limits)  # raises oversize
+            raw = verifier.verify(raw)
+        body = decode_body(raw, limits=limits)
         return _snapshot_argument(body)
 
 

@@ -94,6 +94,12 @@ class ServiceMetrics:
             "Messages received again after a requeue or a lost worker.",
             registry=r,
         )
+        self.restored = Counter(
+            "gnn_messages_restored_total",
+            "Messages of vanished workers (unacknowledged past the visibility timeout) this "
+            "worker put back on the queue.",
+            registry=r,
+        )
         self.requeued = Counter(
             "gnn_snapshots_requeued_total",
             "Messages given back to the queue unacknowledged.",

