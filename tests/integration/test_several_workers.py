@@ -1,18 +1,24 @@
-"""Three worker processes on one Redis queue and one PostgreSQL database: they share a burst,
-all switch to a newly activated model version without a restart, and each snapshot is
-stored once."""
+"""Three worker processes on one Redis queue and one PostgreSQL database: a version activated
+with `gnn-service models activate` reaches all of them without a restart, they share a
+burst, and killing one mid-batch loses nothing and stores nothing twice (its messages come
+back through the survivors' restore scan after the visibility timeout)."""
 
 from __future__ import annotations
 
+import signal
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
+from pipeline_fixtures import MODEL_NAME, env_settings, write_checkpoint
 from pipeline_helpers import (
+    TableLock,
     demo_snapshots,
     log_events,
     outcomes,
     stored_rows,
+    waiting_writers,
 )
 
 from producer.client import ProducerClient
@@ -20,41 +26,52 @@ from schemas.result import Diagnosed
 from worker.launcher import WorkerProcess
 
 StartWorker = Callable[..., WorkerProcess]
-Activate = Callable[..., None]
+CliRunner = Callable[..., object]
 
 pytestmark = pytest.mark.parametrize("pipeline_env", ["redis"], indirect=True)
 
 _SHORT = {
     "GNN_BROKER__VISIBILITY_TIMEOUT_S": "10",
+    "GNN_BROKER__RESTORE_CHECK_INTERVAL_S": "1",
     "GNN_WORKER__BATCH_SOFT_TIME_LIMIT_S": "4",
     "GNN_WORKER__BATCH_HARD_TIME_LIMIT_S": "5",
 }
 
 
-def test_three_workers_share_a_queue_and_switch_models_together(
+def test_three_workers_switch_models_together_share_a_burst_and_survive_a_kill(
     start_worker: StartWorker,
     client: ProducerClient,
     pipeline_env: dict[str, str],
-    activate_model: Activate,
+    gnn_cli: CliRunner,
 ) -> None:
     workers = [start_worker(f"w{i}", **_SHORT) for i in range(3)]
 
-    # A version activated through the registry reaches every worker without a restart.
-    activate_model(pipeline_env, "v2")
-    deadline = time.monotonic() + 30
+    checkpoint = write_checkpoint(Path(pipeline_env["GNN_DATA_DIR"]) / "v2.gnnckpt", "v2")
+    for args in (("models", "register", str(checkpoint)), ("models", "activate", MODEL_NAME, "v2")):
+        done = gnn_cli(*args, env=pipeline_env)
+        assert done.returncode == 0, done.stderr  # type: ignore[attr-defined]
+    activated = time.monotonic()
     while not all(log_events(w.log_path, "model swapped between batches") for w in workers):
-        assert time.monotonic() < deadline, "not every worker switched to v2"
+        assert time.monotonic() - activated < 30, "not every worker switched to v2"
         time.sleep(0.1)
+    interval = env_settings(pipeline_env).model.registry_check_interval_s
+    assert time.monotonic() - activated < interval + 10  # bounded by the check interval
 
     snapshots = demo_snapshots(300, "fleet")
     ids = [s.snapshot_id for s in snapshots]
     url = pipeline_env["GNN_DATABASE__URL"]
-    client.submit_many(snapshots)
+    with TableLock(url):  # every worker computes a batch and blocks in its INSERT
+        client.submit_many(snapshots)
+        deadline = time.monotonic() + 30
+        while waiting_writers(url) < 3:
+            assert time.monotonic() < deadline, workers[0].log_tail(20)
+            time.sleep(0.05)
+        assert workers[0].stop(sig=signal.SIGKILL) == -signal.SIGKILL  # mid-batch
     results = outcomes(client, ids, timeout=120)
     assert all(isinstance(r, Diagnosed) for r in results.values())
     versions = {r.diagnosis.model_version for r in results.values() if isinstance(r, Diagnosed)}
     assert versions == {"universal:v2"}
     assert set(stored_rows(url, ids).values()) == {1}
-    for worker in workers:
-        assert log_events(worker.log_path, "batch settled")  # the burst was shared
+    for survivor in workers[1:]:
+        assert log_events(survivor.log_path, "batch settled")  # the burst was shared
     assert client.queue_depth() == 0
