@@ -46,7 +46,7 @@ def test_a_30_s_database_outage_loses_nothing_and_heals_by_itself(
         "GNN_DATABASE__OUTAGE_PROBE_INTERVAL_S": "0.5",
     }
     down_s, rate = (120.0, 20.0) if LONG else (30.0, 10.0)
-    lead_s, tail_s = 5.0, 5.0
+    lead_s, tail_s = 3.0, 3.0
     count = int((lead_s + down_s + tail_s) * rate)
     snapshots = copies(demo_snapshots(20, "pg"), count, "pg-outage")
     try:

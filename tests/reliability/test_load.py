@@ -34,7 +34,7 @@ WORKER_ENV = {"GNN_LOG_LEVEL": "INFO", "GNN_BATCHING__MAX_BATCH_SNAPSHOTS": "32"
 
 def _drain_rate(client: ProducerClient, url: str, templates: list[Snapshot]) -> float:
     """Snapshots per second the running workers drain from a burst (publish to stored)."""
-    burst = copies(templates, 400, "drain")
+    burst = copies(templates, 300, "drain")
     started = time.time()
     client.submit_many(burst)
     result = wait_for_outcomes(url, [s.snapshot_id for s in burst], timeout_s=120)
@@ -53,7 +53,7 @@ def test_sustained_load_at_80_percent_of_the_drain_rate_has_no_failure_and_a_bou
         start_worker(name, **WORKER_ENV)
     templates = demo_snapshots(20, "load")
     drain = _drain_rate(client, url, templates)
-    seconds = 60.0 if LONG else 30.0
+    seconds = 60.0 if LONG else 20.0
     rate = 0.8 * drain
     snapshots = copies(templates, int(rate * seconds), "sustained")
     published = publish_at_rate(client, snapshots, rate)
@@ -96,7 +96,7 @@ def test_overload_at_3x_the_drain_rate_engages_backpressure_and_loses_nothing(
     templates = demo_snapshots(20, "over")
     with ProducerClient(Settings()) as client:
         drain = _drain_rate(client, url, templates)
-        seconds = 45.0 if LONG else 15.0
+        seconds = 45.0 if LONG else 8.0
         rate = 3.0 * drain
         snapshots = copies(templates, int(rate * seconds), "overload")
         rss_before = [rss_mib(w.pid) for w in workers]

@@ -56,7 +56,7 @@ def test_a_failing_model_opens_the_breaker_another_worker_takes_over_and_it_reco
 ) -> None:
     url = pipeline_env["GNN_DATABASE__URL"]
     # The broken version overflows on machines whose component types the demos lack.
-    snapshots = copies(demo_snapshots(10, "mf", load_spec(PRESS)), 600 if LONG else 300, "mf")
+    snapshots = copies(demo_snapshots(10, "mf", load_spec(PRESS)), 600 if LONG else 220, "mf")
     # "keeper" checks the registry once a minute: it stays on v1 through the fault.
     keeper = start_worker(
         "keeper",
