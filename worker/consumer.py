@@ -28,14 +28,13 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import torch
 from kombu.entity import Queue
-from kombu.messaging import Consumer
 from loguru import logger
 
 from schemas import DeadLetter
@@ -45,6 +44,7 @@ from worker.breaker import BreakerState, CircuitBreaker
 from worker.db.repositories import SavedCounts
 from worker.engine import ModelRunner
 from worker.errors import DatabaseUnavailable, TransientError
+from worker.fetch import AtomicFetcher
 from worker.logging import log_context
 from worker.messages import Incoming
 from worker.metrics import ServiceMetrics
@@ -97,6 +97,8 @@ class SnapshotConsumer:
         self._processor_factory = processor_factory
         self.metrics = metrics
         self._buffer: list[Incoming] = []
+        self._pending: deque[Any] = deque()  # fetched past the node bound: next batch
+        self._fetcher = AtomicFetcher(settings.worker.queue)
         self._buffered_nodes = 0
         self._stop = threading.Event()
         self._swap = threading.Event()
@@ -221,18 +223,11 @@ class SnapshotConsumer:
                 continue
             try:
                 with self.app.connection_for_read() as connection:
-                    consumer = Consumer(
-                        connection.default_channel,
-                        queues=[queue],
-                        on_message=self._receive,
-                        prefetch_count=self.settings.batching.max_batch_snapshots,
-                    )
-                    consumer.consume()
+                    queue(connection.default_channel).declare()
                     self._consume_batches(connection)
                     self._requeue_buffer()
-                    consumer.cancel()
-                # Leaving the block closed the channel: kombu returned any message it had
-                # fetched but not handed over to the queue at once.
+                # Leaving the block closed the channel: kombu returns anything still in
+                # its unacked books to the queue.
             except lost_connection as exc:
                 self._requeue_buffer_quietly()
                 logger.warning("broker connection lost; reconnecting", error=str(exc))
@@ -309,26 +304,35 @@ class SnapshotConsumer:
         self._buffered_nodes += incoming.nodes
 
     def _fill(self, connection: Any) -> None:
-        """Receive messages until the batch is due (size, nodes or oldest's wait)."""
+        """Receive messages until the batch is due (size, nodes or oldest's wait).
+
+        Messages come from :class:`~worker.fetch.AtomicFetcher` (each recorded as delivered
+        in the same Redis step that takes it off the queue); an empty queue is polled every
+        ``poll_interval_ms``. Fetched messages past the node bound wait for the next batch.
+        """
         batching = self.settings.batching
+        poll_s = batching.poll_interval_ms / 1000.0
         while (
             len(self._buffer) < batching.max_batch_snapshots
             and self._buffered_nodes < batching.max_batch_nodes
             and not self._stop.is_set()
         ):
-            if self._buffer:
-                waited = time.monotonic() - self._buffer[0].received_monotonic
-                remaining = batching.max_wait_ms / 1000.0 - waited
-                if remaining <= 0:
-                    return
-                timeout = remaining
-            else:
-                timeout = 0.25  # idle: wake up now and then for stop, swaps and the breaker
-            try:
-                connection.drain_events(timeout=timeout)
-            except TimeoutError:
-                if not self._buffer:
-                    return
+            if self._pending:
+                self._receive(self._pending.popleft())
+                continue
+            room = batching.max_batch_snapshots - len(self._buffer)
+            fetched = self._fetcher.fetch(connection.default_channel, room)
+            if fetched:
+                self._pending.extend(fetched)
+                continue
+            if not self._buffer:
+                self._stop.wait(poll_s)  # idle: back to the loop for stop, swaps, breaker
+                return
+            waited = time.monotonic() - self._buffer[0].received_monotonic
+            remaining = batching.max_wait_ms / 1000.0 - waited
+            if remaining <= 0:
+                return
+            self._stop.wait(min(poll_s, remaining))
 
     def _batch_due(self) -> bool:
         batching = self.settings.batching
@@ -597,6 +601,8 @@ class SnapshotConsumer:
         for incoming in self._buffer:
             incoming.message.reject(requeue=True)
             tracing.end_snapshot_span(incoming.trace_span, outcome="requeued")
+        while self._pending:
+            self._pending.popleft().reject(requeue=True)
         self._buffer = []
         self._buffered_nodes = 0
 
@@ -604,6 +610,7 @@ class SnapshotConsumer:
         # The connection is gone: the broker restores unacked messages after the
         # visibility timeout; forget our references.
         self._buffer = []
+        self._pending.clear()
         self._buffered_nodes = 0
 
 

@@ -259,6 +259,13 @@ class BatchingSettings(_Section):
     max_batch_nodes: int = Field(
         default=8_192, ge=1, le=1_000_000, description="Sensor nodes in one batch, all graphs."
     )
+    poll_interval_ms: float = Field(
+        default=5.0,
+        gt=0,
+        le=1_000,
+        description="Milliseconds between fetches while the queue is empty (each fetch moves "
+        "messages into the broker's delivered records atomically; there is no blocking pop).",
+    )
 
 
 class ProducerSettings(_Section):
