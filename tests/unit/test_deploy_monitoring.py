@@ -498,6 +498,7 @@ def test_the_required_alerts_and_recording_rules_exist() -> None:
         "GnnNoWorkerReady": ("absent(gnn_worker_ready)", "sum(gnn_worker_ready) == 0"),
         "GnnBrokerDown": ("gnn_broker_up == 0",),
         "GnnOutOfMemory": ("gnn_out_of_memory_total",),
+        "GnnWorkerVanishedHoldingMessages": ("gnn_messages_restored_total",),
         "job:gnn_snapshots_diagnosed:rate5m": ("rate(gnn_snapshots_diagnosed_total",),
         "job:gnn_end_to_end_seconds:p50_5m": ("histogram_quantile(0.50",),
         "job:gnn_end_to_end_seconds:p95_5m": ("histogram_quantile(0.95",),
