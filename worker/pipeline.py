@@ -23,7 +23,7 @@ from worker.engine import ModelRunner
 from worker.errors import InvalidInput, ModelError
 from worker.messages import Incoming
 from worker.model import GraphSample, encode_window
-from worker.postprocess import diagnose
+from worker.postprocess import assemble, component_diagnoses
 from worker.settings import Settings
 
 Outcome = Diagnosed | ExpiredOutcome | DeadLettered
@@ -138,44 +138,40 @@ class BatchProcessor:
         result.timings["forward"] = stats.seconds
         result.out_of_memory, result.splits = stats.out_of_memory, stats.splits
         post_started = time.perf_counter()
-        share = 1000.0 / len(accepted)
-        diagnoses = []
         with tracing.stage_span(tracing.STAGE_POSTPROCESS):
-            for item, output in zip(accepted, outputs, strict=True):
-                timings = Timings(
-                    queue_ms=_queue_ms(item.incoming),
-                    batch_wait_ms=(closed_at - item.incoming.received_monotonic) * 1000.0,
-                    features_ms=features_s * share,
-                    forward_ms=stats.seconds * share,
-                )
-                diagnoses.append(
-                    diagnose(
-                        snapshot=item.snapshot,
-                        sample=item.sample,
-                        output=output,
-                        model_version=self.runner.version,
-                        rules=self.settings.diagnosis,
-                        created_at=datetime.now(UTC),
-                        timings=timings,
-                    )
-                )
+            records = [
+                component_diagnoses(item.sample, output, self.settings.diagnosis)
+                for item, output in zip(accepted, outputs, strict=True)
+            ]
         post_s = time.perf_counter() - post_started
         result.timings["postprocess"] = post_s
+        share = 1000.0 / len(accepted)
         total_ms = (time.perf_counter() - started) * 1000.0
-        for item, diagnosis in zip(accepted, diagnoses, strict=True):
-            timings = diagnosis.timings.model_copy(
-                update={
-                    "postprocess_ms": post_s * share,
-                    "total_ms": total_ms + (diagnosis.timings.batch_wait_ms or 0.0),
-                }
+        created_at = datetime.now(UTC)
+        for item, (components, machine_health) in zip(accepted, records, strict=True):
+            batch_wait_ms = (closed_at - item.incoming.received_monotonic) * 1000.0
+            diagnosis = assemble(
+                snapshot=item.snapshot,
+                sample=item.sample,
+                components=components,
+                machine_health=machine_health,
+                model_version=self.runner.version,
+                created_at=created_at,
+                timings=Timings(
+                    queue_ms=_queue_ms(item.incoming),
+                    batch_wait_ms=batch_wait_ms,
+                    features_ms=features_s * share,
+                    forward_ms=stats.seconds * share,
+                    postprocess_ms=post_s * share,
+                    total_ms=total_ms + batch_wait_ms,
+                ),
             )
-            final = diagnosis.model_copy(update={"timings": timings})
             result.finished.append(
                 Finished(
                     item.incoming,
                     item.snapshot.snapshot_id,
-                    Diagnosed(diagnosis=final),
-                    spec=item.spec,
+                    Diagnosed(diagnosis=diagnosis),
+                    item.spec,
                 )
             )
 

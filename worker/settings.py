@@ -227,6 +227,12 @@ class WorkerSettings(_Section):
         default=30.0, gt=0, le=3_600, description="Seconds before a batch is killed."
     )
     send_task_events: bool = Field(default=True, description="Task events for Flower.")
+    freeze_heap: bool = Field(
+        default=True,
+        description="After a model is loaded (at start and after each swap), move every "
+        "live object out of the garbage collector's sight (gc.freeze), so that the batch "
+        "loop's collections walk only new objects; about doubles the drain rate.",
+    )
     consume_snapshots: bool = Field(
         default=True,
         description="Run the micro-batching snapshot consumer (off: control tasks only).",
