@@ -68,7 +68,7 @@ class AtomicFetcher:
     def __init__(self, queue: str) -> None:
         self.queue = queue
         self._keys = [queue, *(f"{queue}{_PRIORITY_SEPARATOR}{step}" for step in _PRIORITY_STEPS)]
-        self._scripts: dict[int, Any] = {}
+        self._script: Any = None  # registered once; each call names the client it runs on
 
     def __repr__(self) -> str:
         return f"AtomicFetcher(queue={self.queue!r})"
@@ -83,10 +83,9 @@ class AtomicFetcher:
             return []
         qos = channel.qos
         with channel.conn_or_acquire() as client:
-            script = self._scripts.get(id(client))
-            if script is None:
-                script = self._scripts[id(client)] = client.register_script(_FETCH)
-            items = script(
+            if self._script is None:
+                self._script = client.register_script(_FETCH)
+            items = self._script(
                 keys=[qos.unacked_key, qos.unacked_index_key, *self._keys],
                 args=[limit, time.time()],
                 client=client,
