@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
 import numpy as np
 import numpy.typing as npt
@@ -39,6 +39,13 @@ from training.datasets.skab import (
     read_experiments,
     rig_spec,
     split,
+)
+from training.skab_scoring import (
+    fit_pca,
+    pca_statistics,
+    point_metrics,
+    prefix_threshold,
+    trailing_mean,
 )
 from worker.model import (
     FeatureContract,
@@ -381,102 +388,6 @@ def point_scores(
     return trailing_mean(sensor[:, scored].mean(axis=1), smoothing_steps)
 
 
-def trailing_mean(series: FloatArray, steps: int) -> FloatArray:
-    """Mean of each row and the ``steps - 1`` rows before it (fewer at the start).
-
-    Shapes:
-        series, returned: ``[R]``.
-    """
-    cumulative = np.concatenate([[0.0], np.cumsum(series)])
-    end = np.arange(1, len(series) + 1)
-    start = np.maximum(end - steps, 0)
-    mean: FloatArray = (cumulative[end] - cumulative[start]) / (end - start)
-    return mean
-
-
-def prefix_threshold(scores: FloatArray, train_rows: int, quantile: float, factor: float) -> float:
-    """The alarm threshold from the training prefix's scores only.
-
-    Shapes:
-        scores: ``[R]`` (only ``[:train_rows]`` is read).
-    """
-    return float(np.quantile(scores[:train_rows], quantile) * factor)
-
-
-def point_metrics(labels: IntArray, predicted: IntArray) -> dict[str, float]:
-    """Point-wise F1, false alarm rate and missed alarm rate.
-
-    FAR = FP / (FP + TN) * 100; MAR = FN / (FN + TP) * 100; F1 = 2 TP / (2 TP + FP + FN)
-    (0 where a denominator is 0).
-
-    Shapes:
-        labels, predicted: ``[N]`` of 0/1.
-    """
-    truth, alarm = np.asarray(labels) == 1, np.asarray(predicted) == 1
-    tp = int((truth & alarm).sum())
-    fp = int((~truth & alarm).sum())
-    fn = int((truth & ~alarm).sum())
-    tn = int((~truth & ~alarm).sum())
-
-    def ratio(num: float, den: float) -> float:
-        return num / den if den else 0.0
-
-    return {
-        "f1": ratio(2 * tp, 2 * tp + fp + fn),
-        "far_pct": 100 * ratio(fp, fp + tn),
-        "mar_pct": 100 * ratio(fn, fn + tp),
-        "precision": ratio(tp, tp + fp),
-        "recall": ratio(tp, tp + fn),
-    }
-
-
-@dataclass(frozen=True)
-class PcaFit:
-    """PCA T²+Q control limits fitted on one training prefix."""
-
-    mean: FloatArray
-    scale: FloatArray
-    components: FloatArray
-    variances: FloatArray
-    t2_limit: float
-    q_limit: float
-
-
-def fit_pca(train: FloatArray, variance: float, quantile: float, seed: int) -> PcaFit:
-    """Standardise by the prefix, keep the components explaining ``variance``, and set the
-    T² and Q limits at ``quantile`` of the prefix's own statistics.
-
-    Shapes:
-        train: ``[train_rows, 8]``.
-    """
-    from sklearn.decomposition import PCA
-
-    mean = train.mean(axis=0)
-    scale = np.where(train.std(axis=0) > 0, train.std(axis=0), 1.0)
-    z = (train - mean) / scale
-    pca = PCA(svd_solver="full", random_state=seed).fit(z)
-    keep = int(np.searchsorted(np.cumsum(pca.explained_variance_ratio_), variance) + 1)
-    keep = min(keep, z.shape[1])
-    fit = PcaFit(mean, scale, pca.components_[:keep], pca.explained_variance_[:keep], 0.0, 0.0)
-    t2, q = pca_statistics(fit, train)
-    return replace(
-        fit, t2_limit=float(np.quantile(t2, quantile)), q_limit=float(np.quantile(q, quantile))
-    )
-
-
-def pca_statistics(fit: PcaFit, values: FloatArray) -> tuple[FloatArray, FloatArray]:
-    """Hotelling T² and squared prediction error Q of each row.
-
-    Shapes:
-        values: ``[R, 8]``; returned: ``[R]``, ``[R]``.
-    """
-    z = (values - fit.mean) / fit.scale
-    t = z @ fit.components.T
-    t2 = (t**2 / np.maximum(fit.variances, 1e-12)).sum(axis=1)
-    q = ((z - t @ fit.components) ** 2).sum(axis=1)
-    return t2, q
-
-
 def run_skab_benchmark(
     config: SkabBenchConfig,
     data_dir: Path,
@@ -589,124 +500,3 @@ class SkabRun:
     files: dict[str, FileScores]
     results: dict[str, dict[str, float]]
     baselines: dict[str, dict[str, float]]
-
-
-def config_record(config: SkabBenchConfig, data_dir: Path) -> dict[str, Any]:
-    """The config as JSON-ready data, with the data directory and the contract used."""
-    record = asdict(config)
-    record["experiments"] = (
-        "all 34" if config.experiments == EXPERIMENTS else list(config.experiments)
-    )
-    contract = config.contract()
-    record["contract"] = {
-        "window_steps": contract.window_steps,
-        "forecast_horizon": contract.forecast_horizon,
-        "sample_rate_hz": contract.sample_rate_hz,
-    }
-    record["data_dir"] = str(data_dir)
-    record["score"] = (
-        "mean sensor_anomaly of the state_kinds sensors, trailing mean over smoothing_steps; "
-        "threshold = threshold_quantile of the file's prefix scores * threshold_factor"
-    )
-    return record
-
-
-def result(run: SkabRun, *, command: str, data_dir: Path) -> dict[str, Any]:
-    """The result document (../BENCHMARKS "Result format")."""
-    from training.bench_report import result_document
-
-    ours = run.results["gnn"]
-    published = {name: {**metrics, "source": SOURCE} for name, metrics in PUBLISHED.items()}
-    best = max(metrics["f1"] for metrics in PUBLISHED.values())
-    return result_document(
-        "skab",
-        command=command,
-        config=config_record(run.config, data_dir),
-        results=run.results,
-        baselines=run.baselines,
-        published=published,
-        ratios={
-            "f1_vs_best_published": round(ours["f1"] / best, 4),
-            "f1_vs_pca_baseline": round(ours["f1"] / run.baselines["pca_t2_q"]["f1"], 4)
-            if run.baselines["pca_t2_q"]["f1"]
-            else 0.0,
-        },
-    )
-
-
-def serving_spec(data_dir: Path) -> SystemSpec:
-    """The rig calibrated on the whole of anomaly-free.csv: the spec to serve the model with."""
-    return rig_spec(
-        "skab-pump-rig",
-        read_anomaly_free(data_dir).values,
-        description="SKAB pump rig (motor, centrifugal pump, water loop), normal ranges "
-        "calibrated on anomaly-free.csv (Katser & Kozitsin 2020, doi "
-        "10.34740/KAGGLE/DSV/1693952).",
-    )
-
-
-def save_model(run: SkabRun, path: Path, spec: SystemSpec) -> str:
-    """Save the trained detector as a checkpoint the workers can register and serve.
-
-    Returns:
-        SHA-256 of the weights payload.
-    """
-    from training.metrics import finite_or_none
-    from worker.model.loader import CheckpointMetadata, save_checkpoint
-
-    detector = run.detector
-    metadata = CheckpointMetadata(
-        name="skab",
-        version="1.0.0",
-        systems={spec.name: ("normal", *spec.fault_ids)},
-        training=finite_or_none(
-            {
-                "data": "SKAB (github.com/waico/SKAB): first train_rows rows of the 34 "
-                "experiments and anomaly-free.csv; self-supervised forecasting, no labels",
-                "config": config_record(run.config, Path("SKAB")),
-                "train_windows": detector.train_windows,
-                "seconds": round(detector.seconds, 1),
-                "epoch_losses": [round(loss, 5) for loss in detector.losses],
-            }
-        ),
-        metrics=finite_or_none({"skab_test": run.results["gnn"]}),
-        description="Temporal GNN forecaster for the SKAB pump rig; only the forecast head "
-        "(sensor_anomaly) is trained, the health and fault heads are not.",
-    )
-    return save_checkpoint(
-        path, model=detector.model, contract=detector.contract, metadata=metadata
-    )
-
-
-def plot_scores(run: SkabRun, path: Path, names: Sequence[str]) -> None:
-    """Point score, threshold and labels of a few experiments, one panel each (PNG)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    shown = [name for name in names if name in run.files]
-    figure, axes = plt.subplots(len(shown), 1, figsize=(11, 2.4 * len(shown)), squeeze=False)
-    labels = {part.recording.name: part.recording.labels for part in run.splits}
-    for axis, name in zip(axes[:, 0], shown, strict=True):
-        scores = run.files[name]
-        rows = np.arange(len(scores.score))
-        top = float(max(scores.score.max(), scores.threshold) * 1.05)
-        truth = labels[name]
-        if truth is not None:
-            axis.fill_between(
-                rows, 0, top, where=truth > 0, color="tab:red", alpha=0.15, label="anomaly (label)"
-            )
-        axis.plot(rows, scores.score, color="tab:blue", lw=0.9, label="GNN score")
-        axis.axhline(scores.threshold, color="black", ls="--", lw=0.9, label="threshold")
-        axis.axvline(scores.train_rows, color="tab:gray", lw=0.9, label="train | test")
-        axis.set_xlim(0, len(rows))
-        axis.set_ylim(0, top)
-        axis.set_title(name, fontsize=9, loc="left")
-        axis.set_ylabel("score")
-    axes[0, 0].legend(loc="upper left", fontsize=7, ncols=4)
-    axes[-1, 0].set_xlabel("row (s)")
-    figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=110)
-    plt.close(figure)

@@ -342,16 +342,9 @@ def skab(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
 
     from training.bench_report import command_line, write_result
-    from training.bench_skab import (
-        PLOTTED,
-        SkabBenchConfig,
-        plot_scores,
-        result,
-        run_skab_benchmark,
-        save_model,
-        serving_spec,
-    )
+    from training.bench_skab import PLOTTED, SkabBenchConfig, run_skab_benchmark
     from training.datasets.skab import spec_yaml
+    from training.skab_report import plot_scores, result, save_model, serving_spec
 
     config = SkabBenchConfig(train_rows=train_rows, seed=seed)
     if epochs is not None:

@@ -30,8 +30,9 @@ pytestmark = [
 def test_a_skab_model_serves_a_skab_snapshot_through_the_queue(
     start_worker: StartWorker, client: ProducerClient, pipeline_env: dict[str, str]
 ) -> None:
-    from training.bench_skab import SkabBenchConfig, run_skab_benchmark, save_model, serving_spec
+    from training.bench_skab import SkabBenchConfig, run_skab_benchmark
     from training.datasets.skab import SENSOR_COLUMNS, read_recording
+    from training.skab_report import save_model, serving_spec
 
     config = SkabBenchConfig(experiments=("valve1/0", "valve2/0"), epochs=1)
     run = run_skab_benchmark(config, SKAB)

@@ -13,17 +13,7 @@ import pytest
 import torch
 
 from schemas.spec import load_spec
-from training.bench_skab import (
-    SkabBenchConfig,
-    SkabRun,
-    plot_scores,
-    point_metrics,
-    result,
-    run_skab_benchmark,
-    save_model,
-    serving_spec,
-    trailing_mean,
-)
+from training.bench_skab import SkabBenchConfig, SkabRun, run_skab_benchmark
 from training.datasets.skab import (
     ANOMALY_FREE_HEADER,
     EXPERIMENT_HEADER,
@@ -34,6 +24,8 @@ from training.datasets.skab import (
     spec_yaml,
     split,
 )
+from training.skab_report import plot_scores, result, save_model, serving_spec
+from training.skab_scoring import point_metrics, trailing_mean
 from worker.model import ModelConfig, load_checkpoint
 
 REAL_DATA = Path(__file__).resolve().parents[4] / "shared" / "data" / "skab"
@@ -177,7 +169,7 @@ def test_poisoned_test_rows_change_no_weight_range_scale_or_threshold(
 
 
 def test_pca_baseline_limits_come_from_the_prefix_only() -> None:
-    from training.bench_skab import fit_pca
+    from training.skab_scoring import fit_pca
 
     rng = np.random.default_rng(1)
     values = LEVELS + NOISE * rng.standard_normal((120, 8))
