@@ -53,3 +53,10 @@ def make_identity(directory: Path, name: str, *, days: int = 30) -> Identity:
     cert_path = directory / f"{name}.pem"
     cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
     return Identity(key=key_path, certificate=cert_path)
+
+
+# Servers named, so that building the app starts no embedded redis-server (nothing connects).
+APP_SERVERS = {
+    "broker": {"url": "redis://127.0.0.1:6379/15"},
+    "result_backend": {"url": "redis://127.0.0.1:6379/15"},
+}

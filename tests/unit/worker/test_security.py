@@ -27,7 +27,9 @@ UNREACHABLE = {
 
 
 def test_only_json_is_sent_or_accepted_by_the_app(tmp_path: Path) -> None:
-    app = create_app(Settings(data_dir=tmp_path))
+    from signing_helpers import APP_SERVERS  # no embedded redis-server for a config check
+
+    app = create_app(Settings(data_dir=tmp_path, **APP_SERVERS))
     conf = app.conf
     assert conf.task_serializer == "json"
     assert conf.result_serializer == "json"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from kombu.serialization import dumps
-from signing_helpers import Identity, make_identity
+from signing_helpers import APP_SERVERS, Identity, make_identity
 
 from worker.app import create_app
 from worker.errors import ConfigurationError, InvalidInput
@@ -34,6 +34,7 @@ def trusted(tmp_path: Path, producer: Identity) -> Path:
 def _signed(identity: Identity, tmp_path: Path, body: object = BODY) -> bytes:
     settings = Settings(
         data_dir=tmp_path,
+        **APP_SERVERS,
         security={
             "signing_key_path": identity.key,
             "signing_certificate_path": identity.certificate,
@@ -94,7 +95,9 @@ def test_a_signed_pickle_is_refused_unread(
 def test_half_a_signing_configuration_is_a_configuration_error(
     producer: Identity, tmp_path: Path
 ) -> None:
-    settings = Settings(data_dir=tmp_path, security={"signing_key_path": producer.key})
+    settings = Settings(
+        data_dir=tmp_path, **APP_SERVERS, security={"signing_key_path": producer.key}
+    )
     with pytest.raises(ConfigurationError, match="needs both"):
         create_app(settings)
 
