@@ -419,7 +419,7 @@ def hydraulic(
     seed: Annotated[int, typer.Option(help="Seed of folds, weights, shuffling and forests.")] = 0,
     epochs: Annotated[
         int | None,
-        typer.Option(min=1, help="Training epochs per fold, a fixed count (default 28)."),
+        typer.Option(min=1, help="Training epochs per fold, a fixed count (default 84)."),
     ] = None,
     limit: Annotated[
         int | None, typer.Option(min=10, help="Use only the first N cycles (quick runs).")

@@ -28,7 +28,7 @@ from worker.model.batch import GraphBatch
 from worker.model.contract import FeatureContract
 from worker.model.outputs import ModelOutput
 from worker.model.pooling import AttentionPool
-from worker.model.temporal import TemporalEncoder, last_observed
+from worker.model.temporal import TEMPORAL_POOLS, TemporalEncoder, last_observed
 
 _LOG_VAR_BOUND = 10.0
 _MIN_OBSERVED = 1e-3  # floor of the observed fraction inside the attention log-prior
@@ -46,6 +46,11 @@ class ModelConfig:
         temporal_channels: Channels of the temporal convolutions.
         dilations: Dilation of each temporal convolution.
         kernel_size: Width of the temporal convolutions.
+        temporal_pool: Poolings of the temporal convolution features over time, among
+            ``last``, ``mean``, ``max`` and ``segments`` (see
+            :class:`~worker.model.temporal.TemporalEncoder`); the default is the original
+            architecture, so checkpoints saved without this key load unchanged.
+        temporal_segments: Parts of the window of the ``segments`` temporal pooling.
         rul_unit_hours: Scale of the remaining-useful-life head's output.
     """
 
@@ -56,6 +61,8 @@ class ModelConfig:
     temporal_channels: int = 16
     dilations: tuple[int, ...] = (1, 2, 4, 8)
     kernel_size: int = 3
+    temporal_pool: tuple[str, ...] = ("last", "mean")
+    temporal_segments: int = 4
     rul_unit_hours: float = 100.0
 
     def __post_init__(self) -> None:
@@ -70,6 +77,14 @@ class ModelConfig:
             problems.append("temporal_channels and kernel_size must be >= 1")
         if not self.dilations or min(self.dilations) < 1:
             problems.append(f"dilations must be positive, got {list(self.dilations)}")
+        pools = self.temporal_pool
+        if not pools or set(pools) - set(TEMPORAL_POOLS) or len(set(pools)) != len(pools):
+            problems.append(
+                f"temporal_pool must be distinct names among {list(TEMPORAL_POOLS)}, "
+                f"got {list(pools)}"
+            )
+        if self.temporal_segments < 1:
+            problems.append(f"temporal_segments must be >= 1, got {self.temporal_segments}")
         if not self.rul_unit_hours > 0:
             problems.append(f"rul_unit_hours must be > 0, got {self.rul_unit_hours}")
         if problems:
@@ -123,6 +138,8 @@ class UniversalTemporalGNN(nn.Module):
             channels=config.temporal_channels,
             dilations=config.dilations,
             kernel_size=config.kernel_size,
+            pools=config.temporal_pool,
+            segments=config.temporal_segments,
         )
         self.kind_embedding = nn.Embedding(len(contract.sensor_kinds), width)
         self.type_embedding = nn.Embedding(contract.component_type_buckets, width)
