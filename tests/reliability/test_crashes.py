@@ -61,7 +61,8 @@ def test_a_worker_killed_mid_batch_is_redelivered_by_a_running_worker_and_stored
     # A backlog that keeps the survivor busy past the visibility timeout, so the doomed
     # worker's messages come back through the survivor's restore scan while it works
     # (published after the lock is released: the survivor's batch has a hard time limit).
-    backlog = copies(templates, 6000 if LONG else 3000, "kill-backlog")
+    # Sized for a survivor draining up to about 600/s (3,000 once lasted only 8 s).
+    backlog = copies(templates, 12000 if LONG else 8000, "kill-backlog")
     client.submit_many(backlog)
     ids = [s.snapshot_id for s in first + backlog]
     result = wait_for_outcomes(url, ids, timeout_s=180, scenario="worker SIGKILL mid-batch")

@@ -86,7 +86,9 @@ def test_overload_at_3x_the_drain_rate_engages_backpressure_and_loses_nothing(
     from worker.settings import Settings
 
     url = pipeline_env["GNN_DATABASE__URL"]
-    workers = [start_worker(name, **WORKER_ENV) for name in ("a", "b")]
+    # One worker with small batches: a drain that this test's own producer threads (one
+    # Python process) can outrun three times over; the point is the backpressure.
+    workers = [start_worker("a", **{**WORKER_ENV, "GNN_BATCHING__MAX_BATCH_SNAPSHOTS": "8"})]
     max_depth, check_s = 300, 0.1
     for name, value in {
         **pipeline_env,
