@@ -37,13 +37,13 @@ from producer.demo.windows import windows
 from schemas import Snapshot
 from training.bench_report import result_document, scratch_database
 from worker.app import TASK_DIAGNOSE, create_app
-from worker.consumer import freeze_heap
 from worker.db.registry import open_registry
 from worker.embedded import EmbeddedRedis
 from worker.launcher import WorkerProcess
 from worker.messages import PUBLISHED_AT_HEADER
 from worker.model import encode_window
 from worker.model_source import ModelSource
+from worker.resources import freeze_heap
 from worker.settings import DatabaseSettings, Settings
 
 Report = Callable[[str], None]

@@ -224,6 +224,7 @@ def _register_naive_task(app: ServiceApp) -> None:
         from worker.messages import Incoming
         from worker.model_source import ModelSource
         from worker.pipeline import BatchProcessor
+        from worker.resources import freeze_heap
         from worker.storage import OutcomeStore
 
         resources = app.open_process_resources()
@@ -233,6 +234,8 @@ def _register_naive_task(app: ServiceApp) -> None:
                 settings=app.settings, runner=runner, resolve_spec=builtin_spec
             )
             state["store"] = OutcomeStore(resources)
+            if app.settings.worker.freeze_heap:
+                freeze_heap()  # as the batched workers do after their load
         headers = {"id": self.request.id, "expires": self.request.expires}
         result = state["processor"].process([Incoming.from_task(snapshot, headers)])
         if result.error is not None:

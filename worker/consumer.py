@@ -25,7 +25,6 @@ Shutdown finishes the batch in hand, acks it, and requeues everything still buff
 
 from __future__ import annotations
 
-import gc
 import os
 import threading
 import time
@@ -50,6 +49,7 @@ from worker.logging import log_context
 from worker.messages import Incoming
 from worker.metrics import ServiceMetrics
 from worker.pipeline import BatchProcessor, BatchResult, Finished
+from worker.resources import freeze_heap
 from worker.results import ResultWriter
 from worker.settings import Settings
 from worker.signing import SignatureVerifier
@@ -628,20 +628,6 @@ def _system_id(item: Finished) -> str | None:
     if isinstance(outcome, ExpiredOutcome):
         return outcome.expired.system_id
     return None
-
-
-def freeze_heap() -> None:
-    """Move the heap as it is now out of the garbage collector's sight (after a model load).
-
-    A worker's heap (torch, Celery, SQLAlchemy, the model) holds millions of objects, and
-    the batch loop allocates enough to trigger full collections that walk all of them
-    (the pipeline benchmark's ``heap_freeze_gain``: 1.1-1.3x the drain). Frozen objects
-    are still freed by reference counting; only cycles among them would stay, so each
-    freeze first unfreezes and collects (a pause of a fraction of a second, once per load).
-    """
-    gc.unfreeze()
-    gc.collect()
-    gc.freeze()
 
 
 def connection_errors(app: Any) -> tuple[type[BaseException], ...]:

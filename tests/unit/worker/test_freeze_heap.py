@@ -5,7 +5,7 @@ from __future__ import annotations
 import gc
 import weakref
 
-from worker.consumer import freeze_heap
+from worker.resources import freeze_heap
 
 
 class _Node:
