@@ -51,7 +51,7 @@ from worker.messages import CORRELATION_HEADER, PUBLISHED_AT_HEADER
 from worker.metrics import ProducerMetrics
 from worker.results import release_result
 from worker.settings import Settings
-from worker.tracing import (
+from worker.spans import (
     ATTR_CORRELATION_ID,
     ATTR_MESSAGE_ID,
     ATTR_SNAPSHOT_ID,

@@ -19,9 +19,10 @@ from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
-import torch
 
 from training.bench_report import result_document
+from training.cmapss_models import fit_baseline, predict, train_gnn, window_features
+from training.cmapss_report import plot_rul
 from training.datasets.cmapss import (
     RUL_CAP,
     CmapssRecording,
@@ -32,8 +33,7 @@ from training.datasets.cmapss import (
     rul_labels,
     split_units,
 )
-from worker.model import FeatureContract, ModelConfig, UniversalTemporalGNN
-from worker.model.batch import GraphSample, collate
+from worker.model import FeatureContract, ModelConfig
 from worker.model.spec_graph import SpecGraph
 
 Tick = Callable[[str, int, int], None]
@@ -265,10 +265,10 @@ def run_cmapss_benchmark(
     labels = rul_labels(train, cap=config.rul_cap)[train_rows]
     eval_x, eval_mask = encode_windows(graph, contract, evaluation.recording, evaluation.rows)
 
-    model, training_s, losses = _train_gnn(
+    model, training_s, losses = train_gnn(
         config, graph, contract=contract, x=x, mask=mask, labels=labels, report=report
     )
-    predicted = _predict(model, graph, eval_x, eval_mask, threads=config.threads)
+    predicted = predict(model, graph, eval_x, eval_mask, threads=config.threads)
 
     # threadpoolctl ships without type information; it comes with scikit-learn.
     from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
@@ -276,10 +276,10 @@ def run_cmapss_benchmark(
     # The same threads as the GNN: fair timing, and no OpenMP spinning on a busy machine.
     with threadpool_limits(limits=config.threads):
         started = time.perf_counter()
-        baseline = _fit_baseline(config, _window_features(x, mask, contract), labels)
+        baseline = fit_baseline(config, window_features(x, mask, contract), labels)
         baseline_s = time.perf_counter() - started
         baseline_predicted = np.clip(
-            baseline.predict(_window_features(eval_x, eval_mask, contract)), 0.0, config.rul_cap
+            baseline.predict(window_features(eval_x, eval_mask, contract)), 0.0, config.rul_cap
         )
 
     cap = config.rul_cap
@@ -385,193 +385,3 @@ def _scores(
         f"{prefix}_rmse_all_windows": rmse(predicted, row_truth),
         "training_s": round(seconds, 2),
     }
-
-
-def _samples(
-    graph: SpecGraph, x: npt.NDArray[np.float32], mask: npt.NDArray[np.float32]
-) -> list[GraphSample]:
-    return [GraphSample(graph, x[i], mask[i], 0, ()) for i in range(x.shape[0])]
-
-
-def _machine_rul(model: UniversalTemporalGNN, samples: Sequence[GraphSample]) -> torch.Tensor:
-    """Mean ``rul_hours`` over each graph's components, in cycles.
-
-    Shapes:
-        returned: ``[len(samples)]``.
-    """
-    batch = collate(samples)
-    per_component = model(batch).rul_hours
-    counts = torch.tensor(batch.component_counts, dtype=per_component.dtype)
-    total = torch.zeros(batch.num_graphs, dtype=per_component.dtype)
-    return total.index_add(0, batch.component_graph, per_component) / counts
-
-
-def _train_gnn(
-    config: CmapssBenchConfig,
-    graph: SpecGraph,
-    *,
-    contract: FeatureContract,
-    x: npt.NDArray[np.float32],
-    mask: npt.NDArray[np.float32],
-    labels: npt.NDArray[np.float64],
-    report: Tick,
-) -> tuple[UniversalTemporalGNN, float, list[float]]:
-    """Seeded AdamW on sampled windows; every component's RUL is fitted to the engine's.
-
-    Shapes:
-        x, mask: ``[W, S, T]``; labels: ``[W]`` capped RUL in cycles.
-    """
-    started = time.perf_counter()
-    threads = torch.get_num_threads()
-    torch.set_num_threads(config.threads)
-    torch.manual_seed(config.seed)
-    rng = np.random.default_rng((config.seed, 2))
-    model = UniversalTemporalGNN(config.model_config(), contract)
-    optimiser = torch.optim.AdamW(
-        model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
-    )
-    per_epoch = min(config.windows_per_epoch, x.shape[0])
-    steps = -(-per_epoch // config.batch_size)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(
-        optimiser, T_max=config.epochs * steps, eta_min=config.learning_rate / 10
-    )
-    samples = _samples(graph, x, mask)
-    target = torch.from_numpy(labels / config.rul_cap).float()
-    losses: list[float] = []
-    try:
-        model.train()
-        for epoch in range(config.epochs):
-            order = rng.permutation(x.shape[0])[:per_epoch]
-            running = 0.0
-            for step in range(steps):
-                chosen = order[step * config.batch_size :][: config.batch_size]
-                batch = collate([samples[i] for i in chosen])
-                output = model(batch)
-                wanted = target[torch.from_numpy(chosen)][batch.component_graph]
-                loss = torch.mean((output.rul_hours / config.rul_cap - wanted) ** 2)
-                optimiser.zero_grad(set_to_none=True)
-                loss.backward()  # type: ignore[no-untyped-call]
-                torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-                optimiser.step()
-                schedule.step()
-                running += float(loss.detach())
-                report("training", epoch * steps + step + 1, config.epochs * steps)
-            losses.append(running / steps)
-    finally:
-        torch.set_num_threads(threads)
-    model.eval()
-    return model, time.perf_counter() - started, losses
-
-
-def _predict(
-    model: UniversalTemporalGNN,
-    graph: SpecGraph,
-    x: npt.NDArray[np.float32],
-    mask: npt.NDArray[np.float32],
-    *,
-    threads: int,
-    batch_size: int = 512,
-) -> npt.NDArray[np.float64]:
-    """Machine RUL of every window, in cycles.
-
-    Shapes:
-        x, mask: ``[W, S, T]``; returned: ``[W]``.
-    """
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    samples = _samples(graph, x, mask)
-    try:
-        with torch.no_grad():
-            parts = [
-                _machine_rul(model, samples[start : start + batch_size])
-                for start in range(0, len(samples), batch_size)
-            ]
-    finally:
-        torch.set_num_threads(previous)
-    return torch.cat(parts).double().numpy()
-
-
-def _window_features(
-    x: npt.NDArray[np.float32], mask: npt.NDArray[np.float32], contract: FeatureContract
-) -> npt.NDArray[np.float64]:
-    """Last value, mean, standard deviation and least-squares slope of each sensor over the
-    seen part of each window (masked steps left out).
-
-    Shapes:
-        x, mask: ``[W, S, T]``; returned: ``[W, 4 * S]``.
-    """
-    seen = contract.encoder_steps
-    values = x[:, :, :seen].astype(np.float64)
-    weight = mask[:, :, :seen].astype(np.float64)
-    count = np.maximum(weight.sum(axis=2), 1.0)
-    mean = (values * weight).sum(axis=2) / count
-    centred = (values - mean[..., None]) * weight
-    std = np.sqrt((centred**2).sum(axis=2) / count)
-    steps = np.arange(seen, dtype=np.float64)
-    step_mean = (weight * steps).sum(axis=2) / count
-    step_dev = (steps - step_mean[..., None]) * weight
-    slope = (step_dev * centred).sum(axis=2) / np.maximum((step_dev**2).sum(axis=2), 1e-9)
-    last = values[:, :, -1]
-    return np.concatenate([last, mean, std, slope], axis=1)
-
-
-def _fit_baseline(
-    config: CmapssBenchConfig, features: npt.NDArray[np.float64], labels: npt.NDArray[np.float64]
-) -> Any:
-    """A seeded gradient-boosted tree ensemble, without early stopping (fixed iterations)."""
-    from sklearn.ensemble import HistGradientBoostingRegressor
-
-    model = HistGradientBoostingRegressor(
-        max_iter=config.baseline_iterations,
-        learning_rate=0.1,
-        early_stopping=False,
-        random_state=config.seed,
-    )
-    return model.fit(features, labels)
-
-
-def plot_rul(
-    path: Path,
-    evaluation: EvaluationSet,
-    predicted: npt.NDArray[np.float64],
-    baseline: npt.NDArray[np.float64],
-    *,
-    cap: int,
-    trajectories: int = 4,
-) -> None:
-    """Predicted against true RUL: at the scored cycle of each engine, and along a few.
-
-    Shapes:
-        predicted, baseline: ``[W]`` over ``evaluation.rows``.
-    """
-    scored = evaluation.scored_index
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    truth = np.minimum(evaluation.truth, cap)
-    figure, (left, right) = plt.subplots(1, 2, figsize=(12, 5))
-    left.plot([0, cap], [0, cap], color="grey", linewidth=1, label="perfect")
-    left.scatter(truth, baseline[scored], s=18, marker="x", color="tab:orange", label="baseline")
-    left.scatter(truth, predicted[scored], s=22, color="tab:blue", label="GNN")
-    left.set(xlabel="true RUL (cycles, capped)", ylabel="predicted RUL (cycles)")
-    left.set_title(f"at the scored cycle of {len(evaluation.units)} engines")
-    left.legend()
-    units = evaluation.recording.unit[evaluation.rows]
-    cycles = evaluation.recording.cycle[evaluation.rows]
-    colours = plt.get_cmap("tab10")
-    for index, unit in enumerate(evaluation.units[:trajectories]):
-        rows = units == unit
-        colour = colours(index)
-        right.plot(
-            cycles[rows], np.minimum(evaluation.row_truth[rows], cap), color=colour, linestyle="--"
-        )
-        right.plot(cycles[rows], predicted[rows], color=colour, label=f"engine {unit}")
-    right.set(xlabel="cycle", ylabel="RUL (cycles)")
-    right.set_title("GNN along whole engines (dashed: truth)")
-    right.legend()
-    figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=110)
-    plt.close(figure)

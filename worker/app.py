@@ -29,7 +29,8 @@ from worker.embedded import EmbeddedRedis
 from worker.health import CheckResult, HealthChecks, HealthServer
 from worker.logging import bind_context, configure_logging, unbind_context
 from worker.messages import CORRELATION_HEADER, PUBLISHED_AT_HEADER
-from worker.metrics import QueueCollector, ServiceMetrics
+from worker.metrics import ServiceMetrics
+from worker.queue_collector import QueueCollector
 from worker.resources import ProcessResources
 from worker.settings import Settings, mask_url
 from worker.signing import enable_signing

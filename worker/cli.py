@@ -317,7 +317,7 @@ def metrics_docs(
     out: Annotated[Path, typer.Option(help="File to write.")] = Path("docs/metrics.md"),
 ) -> None:
     """Regenerate the metrics reference (docs/metrics.md) from the code."""
-    from worker.metrics import metrics_doc
+    from worker.metrics_doc import metrics_doc
 
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(metrics_doc())

@@ -39,7 +39,7 @@ from loguru import logger
 
 from schemas import DeadLetter
 from schemas.result import DeadLettered, Diagnosed, ExpiredOutcome
-from worker import tracing
+from worker import spans
 from worker.breaker import BreakerState, CircuitBreaker
 from worker.db.repositories import SavedCounts
 from worker.engine import ModelRunner
@@ -286,13 +286,13 @@ class SnapshotConsumer:
     def _receive(self, message: Any) -> None:
         incoming = Incoming(message)
         incoming.prepare(self.settings.security, self.verifier)
-        incoming.trace_span = tracing.start_snapshot_span(
-            tracing.SNAPSHOT_SPAN,
-            tracing.snapshot_context(incoming.headers),
+        incoming.trace_span = spans.start_snapshot_span(
+            spans.SNAPSHOT_SPAN,
+            spans.snapshot_context(incoming.headers),
             {
-                tracing.ATTR_SNAPSHOT_ID: incoming.task_id,
-                tracing.ATTR_CORRELATION_ID: incoming.correlation_id,
-                tracing.ATTR_DESTINATION: self.settings.worker.queue,
+                spans.ATTR_SNAPSHOT_ID: incoming.task_id,
+                spans.ATTR_CORRELATION_ID: incoming.correlation_id,
+                spans.ATTR_DESTINATION: self.settings.worker.queue,
             },
         )
         if self.metrics is not None:
@@ -355,9 +355,9 @@ class SnapshotConsumer:
         version = self.processor.runner.version
         with (
             log_context(batch_size=len(batch), model_version=version),
-            tracing.batch_span(
+            spans.batch_span(
                 [item.trace_span for item in batch],
-                {tracing.ATTR_MODEL_VERSION: version, tracing.ATTR_BATCH_SIZE: len(batch)},
+                {spans.ATTR_MODEL_VERSION: version, spans.ATTR_BATCH_SIZE: len(batch)},
             ),
         ):
             self._batch_started = time.monotonic()
@@ -440,7 +440,7 @@ class SnapshotConsumer:
             self.breaker.record_success()
         started = time.perf_counter()
         try:
-            with tracing.stage_span(tracing.STAGE_DB_WRITE, **{"db.rows": len(finished)}):
+            with spans.stage_span(spans.STAGE_DB_WRITE, **{"db.rows": len(finished)}):
                 saved = self.store.save(finished)
         except DatabaseUnavailable as exc:
             # Nothing acked: every message of the batch goes back to the queue.
@@ -448,22 +448,22 @@ class SnapshotConsumer:
             everything = [item.incoming for item in finished] + requeue
             for incoming in everything:
                 incoming.message.reject(requeue=True)
-                tracing.end_snapshot_span(incoming.trace_span, outcome="requeued", error=exc)
+                spans.end_snapshot_span(incoming.trace_span, outcome="requeued", error=exc)
             self._set_database_down(True)
             if self.metrics is not None:
                 self.metrics.db_errors.labels(kind="unavailable").inc()
                 self.metrics.requeued.labels(reason="database").inc(len(everything))
             return
         stored = time.perf_counter()
-        with tracing.stage_span(tracing.STAGE_RESULT_BACKEND):
+        with spans.stage_span(spans.STAGE_RESULT_BACKEND):
             self._store_with_retry(finished)
         done = time.perf_counter()
         acknowledge([item.incoming.message for item in finished])
         for item in finished:
-            tracing.end_snapshot_span(
+            spans.end_snapshot_span(
                 item.incoming.trace_span,
                 outcome=item.outcome.outcome,
-                attributes={tracing.ATTR_SYSTEM_ID: _system_id(item)},
+                attributes={spans.ATTR_SYSTEM_ID: _system_id(item)},
             )
             self._failures.pop(item.snapshot_id, None)
             logger.debug(
@@ -476,7 +476,7 @@ class SnapshotConsumer:
             )
         for incoming in requeue:
             incoming.message.reject(requeue=True)
-            tracing.end_snapshot_span(incoming.trace_span, outcome="requeued", error=result.error)
+            spans.end_snapshot_span(incoming.trace_span, outcome="requeued", error=result.error)
         if self.metrics is not None:
             self._report_settled(finished, len(requeue), saved, (stored - started, done - stored))
 
@@ -607,7 +607,7 @@ class SnapshotConsumer:
     def _requeue_buffer(self) -> None:
         for incoming in self._buffer:
             incoming.message.reject(requeue=True)
-            tracing.end_snapshot_span(incoming.trace_span, outcome="requeued")
+            spans.end_snapshot_span(incoming.trace_span, outcome="requeued")
         while self._pending:
             self._pending.popleft().reject(requeue=True)
         self._buffer = []

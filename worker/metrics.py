@@ -1,10 +1,9 @@
-"""Prometheus metrics of a worker node, on a registry passed in.
+"""Prometheus metrics of a worker node and of a producer, on a registry passed in.
 
 ``ServiceMetrics(registry)`` defines every family; the consumer, the breaker, the model source
-and the database report into it through the ``record_*`` methods. ``QueueCollector`` reads
-queue depth, the oldest message's age and unacknowledged messages from the broker at scrape
-time; it runs in every worker's /metrics and in ``gnn-service exporter``, which needs no
-worker. docs/metrics.md is generated from a registry built here (``metrics_doc``).
+and the database report into it through the ``record_*`` methods. ``ProducerMetrics`` holds
+what a producer counts. The broker-read queue gauges are in ``worker.queue_collector``;
+docs/metrics.md is generated from these registries by ``worker.metrics_doc``.
 
 Names follow the Prometheus conventions: ``gnn_`` prefix, base units in the name (seconds,
 bytes), ``_total`` for counters. Latency histograms resolve 1 ms to 10 s.
@@ -12,9 +11,7 @@ bytes), ``_total`` for counters. Latency histograms resolve 1 ms to 10 s.
 
 from __future__ import annotations
 
-import json
-import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from prometheus_client import (
@@ -26,8 +23,6 @@ from prometheus_client import (
     PlatformCollector,
     ProcessCollector,
 )
-from prometheus_client.core import GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector
 
 #: 1 ms to 10 s, about three buckets per decade.
 LATENCY_BUCKETS = (
@@ -485,135 +480,6 @@ class ProducerMetrics:
         return f"ProducerMetrics(families={len(family_names(self.registry))})"
 
 
-class QueueCollector(Collector):
-    """Queue depth, oldest message age and unacknowledged messages, read from the broker at
-    scrape time (one Redis round trip each).
-
-    Args:
-        client_factory: Returns a redis client of the broker's database.
-        queues: Queue names to report.
-        unacked_key: The transport's hash of delivered, unacknowledged messages.
-        published_header: Message header with the publish time (epoch seconds).
-    """
-
-    def __init__(
-        self,
-        client_factory: Callable[[], Any],
-        queues: Iterable[str],
-        *,
-        unacked_key: str = "unacked",
-        published_header: str = "gnn_published_at",
-    ) -> None:
-        self._client_factory = client_factory
-        self.queues = tuple(queues)
-        self.unacked_key = unacked_key
-        self.published_header = published_header
-
-    def describe(self) -> list[Metric]:
-        return list(self._families())
-
-    def collect(self) -> Iterable[Metric]:
-        depth, age, unacked, up = self._families()
-        try:
-            client = self._client_factory()
-            for queue in self.queues:
-                depth.add_metric([queue], float(client.llen(queue)))
-                oldest = client.lindex(queue, -1)  # kombu LPUSHes and BRPOPs: oldest at the tail
-                age.add_metric([queue], self._age(oldest))
-            unacked.add_metric([], float(client.hlen(self.unacked_key)))
-            up.add_metric([], 1.0)
-        except Exception:  # the broker is down: say so, do not fail the scrape
-            up.add_metric([], 0.0)
-        yield from (depth, age, unacked, up)
-
-    def _families(self) -> tuple[GaugeMetricFamily, ...]:
-        return (
-            GaugeMetricFamily(
-                "gnn_queue_depth_messages", "Messages waiting in the queue.", labels=["queue"]
-            ),
-            GaugeMetricFamily(
-                "gnn_queue_oldest_message_age_seconds",
-                "Age of the oldest waiting message (0 when empty or unknown).",
-                labels=["queue"],
-            ),
-            GaugeMetricFamily(
-                "gnn_queue_unacked_messages",
-                "Messages delivered to workers and not yet acknowledged.",
-            ),
-            GaugeMetricFamily("gnn_broker_up", "1 when the broker answered this scrape."),
-        )
-
-    def _age(self, raw: bytes | None) -> float:
-        if raw is None:
-            return 0.0
-        try:
-            published = json.loads(raw)["headers"].get(self.published_header)
-        except (ValueError, KeyError, TypeError, AttributeError):
-            return 0.0
-        return max(0.0, time.time() - float(published)) if published is not None else 0.0
-
-
 def family_names(registry: CollectorRegistry) -> list[str]:
     """Names of the metric families a registry exposes now."""
     return sorted({metric.name for metric in registry.collect()})
-
-
-def metrics_doc() -> str:
-    """docs/metrics.md: every family of a worker's /metrics with its type, help and labels."""
-    registry = CollectorRegistry()
-    ServiceMetrics(registry)
-    registry.register(QueueCollector(lambda: None, ["gnn.snapshots"]))
-    lines = [
-        "# Metrics",
-        "",
-        "Generated by `gnn-service metrics docs` from the registry a worker serves on",
-        "`/metrics` (and, for the queue families, `gnn-service exporter`); a test fails when",
-        "this file and the code disagree. Counters are exposed with the `_total` suffix,",
-        "histograms as `_bucket`, `_sum` and `_count`.",
-        "",
-        "| family | type | labels | meaning |",
-        "|---|---|---|---|",
-    ]
-    declared = {
-        wrapper._name: wrapper._labelnames
-        for wrapper in vars(ServiceMetrics(CollectorRegistry(), process_metrics=False)).values()
-        if hasattr(wrapper, "_labelnames")
-    }
-    for family in QueueCollector(lambda: None, [])._families():
-        declared[family.name] = tuple(family._labelnames)
-    producer = CollectorRegistry()
-    producer_metrics = ProducerMetrics(producer)
-    declared.update(
-        {
-            wrapper._name: wrapper._labelnames
-            for wrapper in vars(producer_metrics).values()
-            if hasattr(wrapper, "_labelnames")
-        }
-    )
-    for metric in sorted(registry.collect(), key=lambda m: m.name):
-        labels = declared.get(metric.name) or sorted(
-            {k for sample in metric.samples for k in sample.labels if k not in {"le", "quantile"}}
-        )
-        suffix = {"counter": "_total", "info": "_info"}.get(metric.type, "")
-        lines.append(
-            f"| `{metric.name}{suffix}` | {metric.type} | {', '.join(labels) or '-'} "
-            f"| {metric.documentation} |"
-        )
-    lines += [
-        "",
-        "## Producer",
-        "",
-        "`ProducerClient.metrics_registry` (an application embedding the client serves it on",
-        "its own /metrics):",
-        "",
-        "| family | type | labels | meaning |",
-        "|---|---|---|---|",
-    ]
-    for metric in sorted(producer.collect(), key=lambda m: m.name):
-        labels = declared.get(metric.name) or ()
-        suffix = {"counter": "_total"}.get(metric.type, "")
-        lines.append(
-            f"| `{metric.name}{suffix}` | {metric.type} | {', '.join(labels) or '-'} "
-            f"| {metric.documentation} |"
-        )
-    return "\n".join(lines) + "\n"

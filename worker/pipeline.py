@@ -17,7 +17,7 @@ from loguru import logger
 
 from schemas import DeadLetter, Expired, Snapshot, SystemSpec, Timings
 from schemas.result import DeadLettered, Diagnosed, ExpiredOutcome
-from worker import tracing
+from worker import spans
 from worker.admission import SpecResolver, admit, parse_snapshot
 from worker.engine import ModelRunner
 from worker.errors import InvalidInput, ModelError
@@ -98,7 +98,7 @@ class BatchProcessor:
         closed_at = time.monotonic()  # the clock Incoming.received_monotonic is on
         now = datetime.now(UTC)
         accepted: list[_Accepted] = []
-        with tracing.stage_span(tracing.STAGE_FEATURES):
+        with spans.stage_span(spans.STAGE_FEATURES):
             for incoming in batch:
                 item = self._admit(incoming, now, result)
                 if item is not None:
@@ -130,15 +130,15 @@ class BatchProcessor:
         closed_at: float,
         features_s: float,
     ) -> None:
-        with tracing.stage_span(
-            tracing.STAGE_FORWARD,
-            **{tracing.ATTR_BATCH_SIZE: len(accepted), tracing.ATTR_BATCH_NODES: result.nodes},
+        with spans.stage_span(
+            spans.STAGE_FORWARD,
+            **{spans.ATTR_BATCH_SIZE: len(accepted), spans.ATTR_BATCH_NODES: result.nodes},
         ):
             outputs, stats = self.runner.forward([item.sample for item in accepted])
         result.timings["forward"] = stats.seconds
         result.out_of_memory, result.splits = stats.out_of_memory, stats.splits
         post_started = time.perf_counter()
-        with tracing.stage_span(tracing.STAGE_POSTPROCESS):
+        with spans.stage_span(spans.STAGE_POSTPROCESS):
             records = [
                 component_diagnoses(item.sample, output, self.settings.diagnosis)
                 for item, output in zip(accepted, outputs, strict=True)

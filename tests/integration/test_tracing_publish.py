@@ -22,6 +22,7 @@ from producer.demo.catalog import builtin_spec
 from worker import tracing
 from worker.app import create_app
 from worker.settings import Settings
+from worker.spans import SNAPSHOT_SPAN, end_snapshot_span, snapshot_context, start_snapshot_span
 
 pytestmark = pytest.mark.integration
 
@@ -129,16 +130,14 @@ def test_publish_is_traced_and_the_message_carries_the_context(
     assert "traceparent" not in message.properties
     assert traceparent.split("-")[1] == f"{trace_id:032x}"
 
-    context = tracing.snapshot_context(message.headers)
+    context = snapshot_context(message.headers)
     parent = get_current_span(context).get_span_context()
     assert parent.is_remote
     assert parent.trace_id == trace_id
     assert parent.span_id == apply_async.context.span_id
 
-    tracing.end_snapshot_span(
-        tracing.start_snapshot_span(tracing.SNAPSHOT_SPAN, context, {"snapshot.id": snapshot_id})
-    )
-    (snapshot,) = by_name(exporter.get_finished_spans(), tracing.SNAPSHOT_SPAN)
+    end_snapshot_span(start_snapshot_span(SNAPSHOT_SPAN, context, {"snapshot.id": snapshot_id}))
+    (snapshot,) = by_name(exporter.get_finished_spans(), SNAPSHOT_SPAN)
     assert snapshot.context.trace_id == trace_id
     assert snapshot.parent is not None
     assert snapshot.parent.span_id == apply_async.context.span_id
@@ -155,7 +154,7 @@ def test_each_snapshot_of_a_batch_publish_gets_its_own_context(
     assert all(span.parent is None for span in publishes)  # no publish nests in another
     messages = receive(client, 3)
     recovered = {
-        message.headers["id"]: get_current_span(tracing.snapshot_context(message.headers))
+        message.headers["id"]: get_current_span(snapshot_context(message.headers))
         .get_span_context()
         .trace_id
         for message in messages
@@ -186,7 +185,7 @@ def test_publish_is_traced_in_a_process_holding_several_apps(
             try:
                 client.submit(make_snapshot(f"apps-{uuid.uuid4().hex[:8]}"))
                 (message,) = receive(client, 1)
-                parent = get_current_span(tracing.snapshot_context(message.headers))
+                parent = get_current_span(snapshot_context(message.headers))
             finally:
                 with Connection(str(client.app.conf.broker_url)) as connection:
                     connection.default_channel.queue_purge(settings.worker.queue)
@@ -204,6 +203,4 @@ def test_without_tracing_nothing_is_added_to_the_message(client: ProducerClient)
     client.submit(make_snapshot(f"plain-{uuid.uuid4().hex[:8]}"))
     (message,) = receive(client, 1)
     assert not {"traceparent", "tracestate", "baggage"} & set(message.headers)
-    assert (
-        not get_current_span(tracing.snapshot_context(message.headers)).get_span_context().is_valid
-    )
+    assert not get_current_span(snapshot_context(message.headers)).get_span_context().is_valid

@@ -6,7 +6,9 @@ from types import SimpleNamespace
 import redis
 from prometheus_client import CollectorRegistry
 
-from worker.metrics import QueueCollector, ServiceMetrics, family_names, metrics_doc
+from worker.metrics import ServiceMetrics, family_names
+from worker.metrics_doc import metrics_doc
+from worker.queue_collector import QueueCollector
 
 
 def _value(registry: CollectorRegistry, name: str, **labels: str) -> float:

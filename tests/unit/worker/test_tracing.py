@@ -32,6 +32,17 @@ from worker import tracing
 from worker.errors import ConfigurationError
 from worker.logging import configure_logging
 from worker.settings import Settings
+from worker.spans import (
+    BATCH_SPAN,
+    SNAPSHOT_SPAN,
+    STAGES,
+    batch_span,
+    end_snapshot_span,
+    publish_span,
+    snapshot_context,
+    stage_span,
+    start_snapshot_span,
+)
 
 
 def make_settings(**observability: Any) -> Settings:
@@ -82,16 +93,16 @@ def test_snapshot_span_is_a_child_of_the_publish_span(
     published, headers = publish(provider, "s-1")
     assert "traceparent" in headers
 
-    context = tracing.snapshot_context(headers)
-    span = tracing.start_snapshot_span(
-        tracing.SNAPSHOT_SPAN,
+    context = snapshot_context(headers)
+    span = start_snapshot_span(
+        SNAPSHOT_SPAN,
         context,
         {"snapshot.id": "s-1", "system.id": "excavator-7", "correlation.id": None},
     )
     assert not trace.get_current_span().get_span_context().is_valid  # not made current
-    tracing.end_snapshot_span(span, outcome="diagnosed")
+    end_snapshot_span(span, outcome="diagnosed")
 
-    snapshot = by_name(exporter.get_finished_spans(), tracing.SNAPSHOT_SPAN)
+    snapshot = by_name(exporter.get_finished_spans(), SNAPSHOT_SPAN)
     assert snapshot.parent is not None
     assert snapshot.parent.span_id == published.context.span_id
     assert snapshot.parent.is_remote
@@ -109,21 +120,19 @@ def test_batch_span_links_every_snapshot_span_and_stages_are_its_children(
 ) -> None:
     publishes = [publish(provider, f"s-{i}") for i in range(3)]
     snapshot_spans = [
-        tracing.start_snapshot_span(
-            tracing.SNAPSHOT_SPAN, tracing.snapshot_context(headers), {"snapshot.id": f"s-{i}"}
-        )
+        start_snapshot_span(SNAPSHOT_SPAN, snapshot_context(headers), {"snapshot.id": f"s-{i}"})
         for i, (_, headers) in enumerate(publishes)
     ]
-    with tracing.batch_span(snapshot_spans, {"model.version": "v7", "batch.nodes": 120}):
-        for stage in tracing.STAGES:
-            with tracing.stage_span(stage, **{"db.rows": 3} if stage == "db_write" else {}):
+    with batch_span(snapshot_spans, {"model.version": "v7", "batch.nodes": 120}):
+        for stage in STAGES:
+            with stage_span(stage, **{"db.rows": 3} if stage == "db_write" else {}):
                 pass
     for span in snapshot_spans:
-        tracing.end_snapshot_span(span, outcome="diagnosed")
+        end_snapshot_span(span, outcome="diagnosed")
 
     spans = exporter.get_finished_spans()
-    batch = by_name(spans, tracing.BATCH_SPAN)
-    snapshots = [span for span in spans if span.name == tracing.SNAPSHOT_SPAN]
+    batch = by_name(spans, BATCH_SPAN)
+    snapshots = [span for span in spans if span.name == SNAPSHOT_SPAN]
     assert len(snapshots) == 3
     # ONE batch span, linked to each snapshot span (each in its producer's trace).
     assert [link.context for link in batch.links] == [span.context for span in snapshots]
@@ -139,8 +148,8 @@ def test_batch_span_links_every_snapshot_span_and_stages_are_its_children(
     for snapshot in snapshots:
         assert [link.context for link in snapshot.links] == [batch.context]
     # The stages, in order, are children of the batch span.
-    stages = [span for span in spans if span.name in tracing.STAGES]
-    assert [span.name for span in stages] == list(tracing.STAGES)
+    stages = [span for span in spans if span.name in STAGES]
+    assert [span.name for span in stages] == list(STAGES)
     for stage in stages:
         assert stage.parent is not None
         assert stage.parent.span_id == batch.context.span_id
@@ -151,10 +160,10 @@ def test_batch_span_links_every_snapshot_span_and_stages_are_its_children(
 def test_batch_span_is_a_root_even_when_a_span_is_current(
     provider: TracerProvider, exporter: InMemorySpanExporter
 ) -> None:
-    snapshot = tracing.start_snapshot_span(attributes={"snapshot.id": "s-1"})
-    with trace.use_span(snapshot, end_on_exit=True), tracing.batch_span([snapshot]):
+    snapshot = start_snapshot_span(attributes={"snapshot.id": "s-1"})
+    with trace.use_span(snapshot, end_on_exit=True), batch_span([snapshot]):
         pass
-    batch = by_name(exporter.get_finished_spans(), tracing.BATCH_SPAN)
+    batch = by_name(exporter.get_finished_spans(), BATCH_SPAN)
     assert batch.parent is None
     assert batch.context.trace_id != snapshot.get_span_context().trace_id
 
@@ -163,12 +172,12 @@ def test_publish_span_injects_its_own_context_into_the_headers(
     provider: TracerProvider, exporter: InMemorySpanExporter
 ) -> None:
     headers: dict[str, Any] = {"gnn_correlation_id": "c-1"}
-    with tracing.publish_span("gnn.snapshots", headers, {"snapshot.id": "s-1"}):
+    with publish_span("gnn.snapshots", headers, {"snapshot.id": "s-1"}):
         pass  # no broker here: Celery's before_task_publish never fires
     (published,) = exporter.get_finished_spans()
     assert published.name == "publish gnn.snapshots"
     assert published.kind is SpanKind.PRODUCER
-    context = trace.get_current_span(tracing.snapshot_context(headers)).get_span_context()
+    context = trace.get_current_span(snapshot_context(headers)).get_span_context()
     assert context.span_id == published.context.span_id
     assert context.trace_id == published.context.trace_id
     assert headers["gnn_correlation_id"] == "c-1"
@@ -177,17 +186,17 @@ def test_publish_span_injects_its_own_context_into_the_headers(
 def test_a_failing_stage_is_recorded_on_the_stage_and_the_batch(
     provider: TracerProvider, exporter: InMemorySpanExporter
 ) -> None:
-    snapshot = tracing.start_snapshot_span(attributes={"snapshot.id": "s-1"})
+    snapshot = start_snapshot_span(attributes={"snapshot.id": "s-1"})
     with (
         pytest.raises(RuntimeError, match="out of memory"),
-        tracing.batch_span([snapshot]),
-        tracing.stage_span("forward"),
+        batch_span([snapshot]),
+        stage_span("forward"),
     ):
         raise RuntimeError("out of memory")
-    tracing.end_snapshot_span(snapshot, outcome="requeued", error=RuntimeError("out of memory"))
+    end_snapshot_span(snapshot, outcome="requeued", error=RuntimeError("out of memory"))
 
     spans = exporter.get_finished_spans()
-    for name in ("forward", tracing.BATCH_SPAN, tracing.SNAPSHOT_SPAN):
+    for name in ("forward", BATCH_SPAN, SNAPSHOT_SPAN):
         span = by_name(spans, name)
         assert span.status.status_code is StatusCode.ERROR, name
         assert [event.name for event in span.events] == ["exception"], name
@@ -208,9 +217,9 @@ def test_a_failing_stage_is_recorded_on_the_stage_and_the_batch(
 def test_missing_or_malformed_headers_start_a_new_trace(
     provider: TracerProvider, exporter: InMemorySpanExporter, headers: Any
 ) -> None:
-    context = tracing.snapshot_context(headers)
+    context = snapshot_context(headers)
     assert not trace.get_current_span(context).get_span_context().is_valid
-    tracing.start_snapshot_span(parent_context=context).end()
+    start_snapshot_span(parent_context=context).end()
     (span,) = exporter.get_finished_spans()
     assert span.parent is None
 
@@ -220,12 +229,12 @@ def test_log_lines_carry_trace_and_span_ids_inside_spans(provider: TracerProvide
     configure_logging(level="DEBUG", fmt="json", stream=buffer)
     try:
         logger.info("before")
-        snapshot = tracing.start_snapshot_span(attributes={"snapshot.id": "s-1"})
-        with tracing.batch_span([snapshot]) as batch:
+        snapshot = start_snapshot_span(attributes={"snapshot.id": "s-1"})
+        with batch_span([snapshot]) as batch:
             logger.info("in batch")
-            with tracing.stage_span("forward") as stage:
+            with stage_span("forward") as stage:
                 logger.info("in stage")
-        tracing.end_snapshot_span(snapshot)
+        end_snapshot_span(snapshot)
         logger.info("after")
     finally:
         logger.remove()
@@ -257,14 +266,14 @@ def test_exporter_none_installs_nothing_and_helpers_do_nothing() -> None:
     assert not SQLAlchemyInstrumentor().is_instrumented_by_opentelemetry
     assert len(signals.before_task_publish.receivers) == receivers
     headers: dict[str, Any] = {}
-    with tracing.publish_span("q", headers) as published:
+    with publish_span("q", headers) as published:
         assert not published.is_recording()
     assert headers == {}
-    snapshot = tracing.start_snapshot_span()
-    with tracing.batch_span([snapshot]) as batch, tracing.stage_span("forward") as stage:
+    snapshot = start_snapshot_span()
+    with batch_span([snapshot]) as batch, stage_span("forward") as stage:
         assert not batch.is_recording()
         assert not stage.is_recording()
-    tracing.end_snapshot_span(snapshot, outcome="diagnosed")
+    end_snapshot_span(snapshot, outcome="diagnosed")
 
 
 def test_otlp_without_endpoint_raises_naming_the_variable() -> None:
@@ -361,10 +370,10 @@ def test_configure_is_idempotent_and_shutdown_flushes() -> None:
     assert tracing.tracing_enabled()
     assert len(signals.before_task_publish.receivers) == receivers + 1  # instrumented once
 
-    tracing.start_snapshot_span().end()
+    start_snapshot_span().end()
     assert exporter.get_finished_spans() == ()  # still buffered
     tracing.shutdown_tracing()
-    assert [span.name for span in exporter.get_finished_spans()] == [tracing.SNAPSHOT_SPAN]
+    assert [span.name for span in exporter.get_finished_spans()] == [SNAPSHOT_SPAN]
     assert not tracing.tracing_enabled()
     assert len(signals.before_task_publish.receivers) == receivers
     tracing.shutdown_tracing()  # twice is fine
@@ -376,7 +385,7 @@ def test_another_provider_replaces_the_first(exporter: InMemorySpanExporter) -> 
     second.add_span_processor(SimpleSpanProcessor(exporter))
     tracing.configure_tracing(make_settings(), first)
     assert tracing.configure_tracing(make_settings(), second) is second
-    tracing.start_snapshot_span().end()
+    start_snapshot_span().end()
     assert len(exporter.get_finished_spans()) == 1
     tracing.shutdown_tracing()
     first.shutdown()
@@ -399,7 +408,7 @@ def test_sql_statements_of_the_db_write_stage_are_its_children(
             await connection.execute(text("INSERT INTO t VALUES (1)"))
 
     try:
-        with tracing.batch_span([]), tracing.stage_span("db_write") as stage:
+        with batch_span([]), stage_span("db_write") as stage:
             loop.run_until_complete(write(given))
             loop.run_until_complete(write(later))
         loop.run_until_complete(given.dispose())
@@ -432,10 +441,10 @@ def test_console_from_settings_becomes_the_global_provider_and_shutdown_flushes_
     assert built is not None
     assert installed == [built]
     assert CeleryInstrumentor().is_instrumented_by_opentelemetry  # type: ignore[no-untyped-call]
-    tracing.end_snapshot_span(tracing.start_snapshot_span(attributes={"snapshot.id": "s-9"}))
+    end_snapshot_span(start_snapshot_span(attributes={"snapshot.id": "s-9"}))
     tracing.shutdown_tracing()  # flushes the batch processor and shuts the provider down
     err = capsys.readouterr().err.splitlines()
     (line,) = [json.loads(text) for text in err if text.startswith('{"name"')]  # not log lines
-    assert line["name"] == tracing.SNAPSHOT_SPAN
+    assert line["name"] == SNAPSHOT_SPAN
     assert line["attributes"]["snapshot.id"] == "s-9"
     assert line["resource"]["attributes"]["service.name"] == "gnn-worker"
