@@ -417,6 +417,13 @@ def hydraulic(
         "benchmarks/results/hydraulic.json"
     ),
     seed: Annotated[int, typer.Option(help="Seed of folds, weights, shuffling and forests.")] = 0,
+    train_seed: Annotated[
+        int | None,
+        typer.Option(
+            help="Seed of the GNN's weights, shuffling and dropout only (default: --seed); "
+            "folds and forests keep --seed, so the runs measure the GNN's seed spread."
+        ),
+    ] = None,
     epochs: Annotated[
         int | None,
         typer.Option(min=1, help="Training epochs per fold, a fixed count (default 84)."),
@@ -441,7 +448,7 @@ def hydraulic(
     from training.bench_report import command_line, write_result
     from training.datasets.hydraulic import TARGETS, load_hydraulic
 
-    config = HydraulicBenchConfig(folds=folds, seed=seed)
+    config = HydraulicBenchConfig(folds=folds, seed=seed, train_seed=train_seed)
     if epochs is not None:
         config = replace(config, epochs=epochs)
     try:

@@ -116,7 +116,7 @@ def freeze_heap() -> None:
 
     A worker's heap (torch, Celery, SQLAlchemy, the model) holds millions of objects, and
     the batch loop allocates enough to trigger full collections that walk all of them
-    (the pipeline benchmark's ``heap_freeze_gain``: 1.1-1.3x the drain). Frozen objects
+    (the pipeline benchmark's ``heap_freeze_gain``: 1.07-1.3x the drain). Frozen objects
     are still freed by reference counting; only cycles among them would stay, so each
     freeze first unfreezes and collects (a pause of a fraction of a second, once per load).
     """

@@ -231,7 +231,7 @@ class WorkerSettings(_Section):
         default=True,
         description="After a model is loaded (at start and after each swap), move every "
         "live object out of the garbage collector's sight (gc.freeze), so that the batch "
-        "loop's collections walk only new objects (1.1-1.3x the drain rate, docs/benchmarks.md).",
+        "loop's collections walk only new objects (1.07-1.3x the drain rate, docs/benchmarks.md).",
     )
     consume_snapshots: bool = Field(
         default=True,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -351,6 +352,21 @@ def test_a_tiny_run_writes_the_result_document_and_is_reproducible(tmp_path: Pat
     plot = tmp_path / "img" / "accuracy.png"
     plot_accuracy(document, plot)
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_train_seed_moves_the_gnn_only(tmp_path: Path) -> None:
+    data = load_hydraulic(_write_rig(tmp_path / "rig"))
+    config = _tiny_config(schemes=("grouped",), epochs=2)
+    default = run_hydraulic_benchmark(data, config, command="a", tick=_ignore)
+    same = run_hydraulic_benchmark(data, replace(config, train_seed=0), command="b", tick=_ignore)
+    other = run_hydraulic_benchmark(data, replace(config, train_seed=7), command="c", tick=_ignore)
+
+    first, again, moved = (run["per_fold"]["grouped"] for run in (default, same, other))
+    assert again["gnn"] == first["gnn"]  # train_seed defaults to seed
+    assert moved[BASELINE] == first[BASELINE]
+    assert other["config"]["fold_sizes"] == default["config"]["fold_sizes"]
+    assert moved["gnn"] != first["gnn"]
+    assert other["config"]["train_seed"] == 7
 
 
 def test_the_command_writes_json_and_plot_and_rejects_a_bad_directory(tmp_path: Path) -> None:
