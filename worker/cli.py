@@ -96,7 +96,7 @@ def config_docs(
     out: Annotated[Path, typer.Option(help="File to write.")] = Path("docs/configuration.md"),
 ) -> None:
     """Regenerate the settings reference (docs/configuration.md) from the code."""
-    from worker.settings import configuration_doc
+    from worker.settings_doc import configuration_doc
 
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(configuration_doc())

@@ -16,63 +16,21 @@ the result backend). Setting ``GNN_BROKER__URL``, ``GNN_RESULT_BACKEND__URL`` an
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
-from pydantic_settings import (
-    BaseSettings,
-    EnvSettingsSource,
-    PydanticBaseSettingsSource,
-    SettingsConfigDict,
-    SettingsError,
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from worker.settings_sources import (
+    ENV_NESTED_DELIMITER,
+    ENV_PREFIX,
+    PlainEnvSource,
+    SecretFileSource,
 )
 
-ENV_PREFIX = "GNN_"
-ENV_NESTED_DELIMITER = "__"
-SECRET_FILE_SUFFIX = "_FILE"
 _MASK = "***"
-
-
-def _is_secret_file_variable(name: str) -> bool:
-    upper = name.upper()
-    return upper.startswith(ENV_PREFIX) and upper.endswith(SECRET_FILE_SUFFIX)
-
-
-class _PlainEnvSource(EnvSettingsSource):
-    """The environment without the ``GNN_*_FILE`` variables (those name secret files)."""
-
-    def _load_env_vars(self) -> Mapping[str, str | None]:
-        return {
-            name: value
-            for name, value in super()._load_env_vars().items()
-            if not _is_secret_file_variable(name)
-        }
-
-
-class SecretFileSource(EnvSettingsSource):
-    """Values from files named by ``GNN_<NAME>_FILE`` variables (mounted secrets).
-
-    Raises:
-        SettingsError: A named file cannot be read (the variable and path are named).
-    """
-
-    def _load_env_vars(self) -> Mapping[str, str | None]:
-        values: dict[str, str | None] = {}
-        for name, path in os.environ.items():
-            if not _is_secret_file_variable(name):
-                continue
-            try:
-                content = Path(path).read_text(encoding="utf-8")
-            except OSError as exc:
-                raise SettingsError(
-                    f"{name}: cannot read secret file {path!r} ({exc.strerror})"
-                ) from None
-            values[name[: -len(SECRET_FILE_SUFFIX)].lower()] = content.rstrip("\r\n")
-        return values
 
 
 class _Section(BaseModel):
@@ -497,7 +455,7 @@ class Settings(BaseSettings):
         """Keyword arguments, environment, ``.env``, then ``GNN_*_FILE`` secret files."""
         return (
             init_settings,
-            _PlainEnvSource(settings_cls),
+            PlainEnvSource(settings_cls),
             dotenv_settings,
             SecretFileSource(settings_cls),
         )
@@ -590,64 +548,3 @@ def describe_error(error: ValidationError) -> str:
             shown = ""
         problems.append(f"{name}: {message}{shown}")
     return "invalid setting " + "; ".join(problems)
-
-
-def settings_reference() -> str:
-    """Markdown table of every setting: variable, default, bounds, meaning.
-
-    docs/configuration.md is generated from this (``gnn-service config docs``), and a test
-    keeps the two equal.
-    """
-    rows = ["| variable | default | constraints | meaning |", "|---|---|---|---|"]
-    for name, field in Settings.model_fields.items():
-        annotation = field.annotation
-        if isinstance(annotation, type) and issubclass(annotation, _Section):
-            for sub_name, sub_field in annotation.model_fields.items():
-                rows.append(_reference_row((name, sub_name), sub_field))
-        else:
-            rows.append(_reference_row((name,), field))
-    return "\n".join(rows) + "\n"
-
-
-def _reference_row(loc: tuple[str, ...], field: Any) -> str:
-    default = field.default
-    if isinstance(default, Path):
-        default = str(default)
-    shown = "unset" if default is None else f"`{default}`"
-    constraints = []
-    for item in field.metadata:
-        for attribute, symbol in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<")):
-            bound = getattr(item, attribute, None)
-            if bound is not None:
-                constraints.append(f"{symbol} {bound}")
-        pattern = getattr(item, "pattern", None)
-        if pattern:
-            constraints.append(f"matches `{pattern}`".replace("|", "\\|"))
-    literal = getattr(field.annotation, "__args__", None)
-    if literal and all(isinstance(v, str) for v in literal):
-        constraints.append("one of " + ", ".join(f"`{v}`" for v in literal))
-    meaning = (field.description or "").replace("|", "\\|")
-    return f"| `{env_name(loc)}` | {shown} | {', '.join(constraints)} | {meaning} |"
-
-
-_DOC_HEAD = """# Configuration
-
-Generated from `worker/settings.py` by `gnn-service config docs`; a test keeps it current.
-
-Settings are read, highest precedence first, from keyword arguments (tests, embedding code),
-environment variables, a `.env` file in the working directory, then the defaults below.
-Nested names are joined with `__`: `GNN_BATCHING__MAX_WAIT_MS=30`. An invalid value stops
-any `gnn-service` command with exit status 2 and one line naming the variable and the bound.
-`gnn-service config show` prints the effective values with passwords masked.
-
-With nothing set, the service runs on the embedded default under `GNN_DATA_DIR`: a SQLite
-database file and an embedded redis-server on a unix socket for the broker and the result
-backend. Set `GNN_BROKER__URL`, `GNN_RESULT_BACKEND__URL` and `GNN_DATABASE__URL` for Redis
-and PostgreSQL.
-
-"""
-
-
-def configuration_doc() -> str:
-    """The full text of docs/configuration.md."""
-    return _DOC_HEAD + settings_reference()

@@ -96,7 +96,7 @@ def test_settings_are_frozen() -> None:
 
 
 def test_configuration_doc_is_current() -> None:
-    from worker.settings import configuration_doc
+    from worker.settings_doc import configuration_doc
 
     doc = Path(__file__).parents[3] / "docs" / "configuration.md"
     assert doc.read_text() == configuration_doc(), "run: gnn-service config docs"
