@@ -20,7 +20,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
@@ -37,6 +36,8 @@ from training.datasets.hydraulic import (
     fit_normal_ranges,
     hydraulic_spec,
 )
+from training.hydraulic_baseline import baseline_predictions
+from training.hydraulic_protocol import accuracy, grouped_folds, macro_f1, random_folds
 
 if TYPE_CHECKING:
     from worker.model import FeatureContract, GraphSample, ModelConfig, UniversalTemporalGNN
@@ -141,117 +142,6 @@ class HydraulicBenchConfig:
         data["model"] = self.model.to_dict()
         data["schemes"] = list(self.schemes)
         return data
-
-
-def grouped_folds(groups: npt.NDArray[np.int64], folds: int, seed: int) -> npt.NDArray[np.int64]:
-    """Fold of each cycle such that every group lies in one fold.
-
-    Groups are visited in a seeded random order and each goes to the fold with the fewest
-    cycles so far, so that folds are about equal in size.
-
-    Args:
-        groups: Group id of each cycle (``0 .. G-1``).
-        folds: Number of folds.
-        seed: Seed of the group order.
-
-    Returns:
-        Fold index of each cycle.
-
-    Raises:
-        ValueError: Fewer groups than folds.
-
-    Shapes:
-        groups: ``[N]``; returned: ``[N]`` int64.
-    """
-    sizes = np.bincount(groups)
-    if np.count_nonzero(sizes) < folds:
-        raise ValueError(f"{np.count_nonzero(sizes)} groups cannot fill {folds} folds")
-    load = np.zeros(folds, dtype=np.int64)
-    fold_of_group = np.zeros(sizes.size, dtype=np.int64)
-    for group in np.random.default_rng(seed).permutation(sizes.size):
-        target = int(np.argmin(load))
-        fold_of_group[group] = target
-        load[target] += sizes[group]
-    return fold_of_group[groups]
-
-
-def random_folds(count: int, folds: int, seed: int) -> npt.NDArray[np.int64]:
-    """Fold of each of ``count`` cycles, shuffled, sizes differing by at most one.
-
-    Shapes:
-        returned: ``[count]`` int64.
-    """
-    return np.random.default_rng(seed).permutation(np.arange(count, dtype=np.int64) % folds)
-
-
-def accuracy(truth: npt.NDArray[np.int64], predicted: npt.NDArray[np.int64]) -> float:
-    """Share of correct predictions.
-
-    Shapes:
-        truth, predicted: ``[N]``.
-    """
-    return float(np.mean(truth == predicted))
-
-
-def macro_f1(truth: npt.NDArray[np.int64], predicted: npt.NDArray[np.int64]) -> float:
-    """Unweighted mean of the per-class F1 over classes that occur in ``truth`` or
-    ``predicted`` (a class with no true and no predicted cycle is not scored).
-
-    Shapes:
-        truth, predicted: ``[N]``.
-    """
-    scores = []
-    for label in np.union1d(truth, predicted):
-        hit = np.sum((truth == label) & (predicted == label))
-        claimed, actual = np.sum(predicted == label), np.sum(truth == label)
-        scores.append(2.0 * hit / (claimed + actual))
-    return float(np.mean(scores))
-
-
-def cycle_features(readings: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-    """Per-cycle statistics of every sensor: mean, std, min, max, first, last, slope.
-
-    Args:
-        readings: Cycles.
-
-    Returns:
-        Seven statistics per sensor, grouped by statistic.
-
-    Shapes:
-        readings: ``[N, S, T]``; returned: ``[N, 7 * S]``.
-    """
-    steps = np.arange(readings.shape[2], dtype=np.float64)
-    centred = steps - steps.mean()
-    slope = (readings * centred).sum(axis=2) / np.sum(centred**2)
-    stats = [
-        readings.mean(axis=2),
-        readings.std(axis=2),
-        readings.min(axis=2),
-        readings.max(axis=2),
-        readings[:, :, 0],
-        readings[:, :, -1],
-        slope,
-    ]
-    return np.concatenate(stats, axis=1)
-
-
-def baseline_predictions(
-    train: HydraulicData, test: HydraulicData, *, trees: int, seed: int
-) -> dict[str, npt.NDArray[np.int64]]:
-    """A seeded random forest per target on :func:`cycle_features`, fitted on ``train``.
-
-    Returns:
-        Predicted class of each test cycle, per target name.
-    """
-    from sklearn.ensemble import RandomForestClassifier
-
-    train_x, test_x = cycle_features(train.readings), cycle_features(test.readings)
-    out: dict[str, npt.NDArray[np.int64]] = {}
-    for target in TARGETS:
-        forest = RandomForestClassifier(n_estimators=trees, random_state=seed, n_jobs=1)
-        forest.fit(train_x, train.labels[target.name])
-        out[target.name] = np.asarray(forest.predict(test_x), dtype=np.int64)
-    return out
 
 
 def contract_for_rig(forecast_horizon: int) -> FeatureContract:
@@ -512,67 +402,3 @@ def _summary(scores: Sequence[Mapping[str, float]]) -> dict[str, float]:
         summary[name] = float(values.mean())
         summary[f"{name}_std"] = float(values.std())
     return summary
-
-
-def plot_accuracy(document: Mapping[str, Any], path: Path) -> None:
-    """Bar chart of per-target accuracy, GNN vs baseline, one panel per split scheme.
-
-    Args:
-        document: A result document of :func:`run_hydraulic_benchmark`.
-        path: PNG to write (its directory is created).
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    schemes = [s for s in SCHEMES if f"gnn_{s}" in document["results"]]
-    names = [t.name for t in TARGETS]
-    positions = np.arange(len(names))
-    figure, axes = plt.subplots(1, len(schemes), figsize=(6 * len(schemes), 4.2), sharey=True)
-    axes_list = np.atleast_1d(axes).tolist()
-    published = document["published"].get("helwig2015_17_sensors", {})
-    for axis, scheme in zip(axes_list, schemes, strict=True):
-        for offset, (label, metrics) in zip(
-            (-0.2, 0.2),
-            (
-                ("GNN", document["results"][f"gnn_{scheme}"]),
-                ("random forest", document["baselines"][f"{BASELINE}_{scheme}"]),
-            ),
-            strict=True,
-        ):
-            means = [metrics[f"{n}_accuracy"] for n in names]
-            spread = [metrics[f"{n}_accuracy_std"] for n in names]
-            bars = axis.bar(positions + offset, means, 0.4, yerr=spread, capsize=3, label=label)
-            axis.bar_label(bars, labels=[f"{m:.2f}" for m in means], fontsize=7, padding=2)
-        marks = [
-            (i, published[f"{n}_accuracy"])
-            for i, n in enumerate(names)
-            if f"{n}_accuracy" in published
-        ]
-        if scheme == "random":  # published figures come from random cross-validation
-            axis.scatter(
-                [i for i, _ in marks],
-                [v for _, v in marks],
-                marker="_",
-                s=500,
-                linewidths=2,
-                color="black",
-                label="published, all 17 sensors (not comparable)",
-                zorder=3,
-            )
-        axis.set_xticks(positions, names)
-        axis.set_ylim(0, 1.08)
-        axis.set_title(f"{scheme} {len(document['config']['fold_sizes'][scheme])}-fold split")
-        axis.grid(axis="y", alpha=0.3)
-    axes_list[0].set_ylabel("accuracy (mean over folds, std bars)")
-    handles: dict[str, Any] = {}
-    for axis in axes_list:
-        for handle, label in zip(*axis.get_legend_handles_labels(), strict=True):
-            handles.setdefault(label, handle)
-    figure.legend(list(handles.values()), list(handles), loc="lower center", ncol=3, fontsize=9)
-    figure.suptitle("UCI hydraulic rig, 1 Hz sensors: per-target accuracy")
-    figure.tight_layout(rect=(0.0, 0.07, 1.0, 1.0))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=120)
-    plt.close(figure)

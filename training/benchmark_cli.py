@@ -439,14 +439,10 @@ def hydraulic(
     grouped (headline) and random k-fold splits."""
     from dataclasses import replace
 
-    from training.bench_hydraulic import (
-        BASELINE,
-        HydraulicBenchConfig,
-        plot_accuracy,
-        run_hydraulic_benchmark,
-    )
+    from training.bench_hydraulic import BASELINE, HydraulicBenchConfig, run_hydraulic_benchmark
     from training.bench_report import command_line, write_result
     from training.datasets.hydraulic import TARGETS, load_hydraulic
+    from training.hydraulic_report import plot_accuracy
 
     config = HydraulicBenchConfig(folds=folds, seed=seed, train_seed=train_seed)
     if epochs is not None:

@@ -18,13 +18,7 @@ from training import bench_hydraulic
 from training.bench_hydraulic import (
     BASELINE,
     HydraulicBenchConfig,
-    accuracy,
     component_labels,
-    cycle_features,
-    grouped_folds,
-    macro_f1,
-    plot_accuracy,
-    random_folds,
     run_hydraulic_benchmark,
 )
 from training.benchmark_cli import hydraulic
@@ -39,6 +33,9 @@ from training.datasets.hydraulic import (
     label_indices,
     load_hydraulic,
 )
+from training.hydraulic_baseline import cycle_features
+from training.hydraulic_protocol import accuracy, grouped_folds, macro_f1, random_folds
+from training.hydraulic_report import plot_accuracy
 from worker.model import ModelConfig
 
 REAL_DATA = Path(__file__).resolve().parents[3].parent / "shared/data/uci_hydraulic_1hz"
