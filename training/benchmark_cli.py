@@ -416,7 +416,12 @@ def hydraulic(
     out: Annotated[Path, typer.Option(help="Result file.")] = Path(
         "benchmarks/results/hydraulic.json"
     ),
-    seed: Annotated[int, typer.Option(help="Seed of folds, weights, shuffling and forests.")] = 0,
+    seed: Annotated[
+        int,
+        typer.Option(
+            help="Seed of folds and forests, and of weights and shuffling unless --train-seed."
+        ),
+    ] = 0,
     train_seed: Annotated[
         int | None,
         typer.Option(

@@ -4,7 +4,8 @@ One ``ProcessResources`` per process: an asyncio event loop, the database engine
 (migrated first when ``database.migrate_on_start``), and everything later resources add
 through ``enter`` (the snapshot consumer). Closing unwinds them in reverse order: the
 consumer stops, then the engine is disposed, then the loop closes. The state guard refuses
-use before ``open`` and after ``close``.
+use before ``open`` and after ``close``. :func:`freeze_heap` is what a process does to its
+heap after each model load.
 """
 
 from __future__ import annotations

@@ -33,11 +33,13 @@ from worker.settings_sources import (
 _MASK = "***"
 
 
-class _Section(BaseModel):
+class SettingsSection(BaseModel):
+    """One nested group of settings (``GNN_<GROUP>__<NAME>``): unknown keys refused, frozen."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class BrokerSettings(_Section):
+class BrokerSettings(SettingsSection):
     """Where snapshots are queued."""
 
     url: str | None = Field(
@@ -75,7 +77,7 @@ class BrokerSettings(_Section):
     )
 
 
-class ResultBackendSettings(_Section):
+class ResultBackendSettings(SettingsSection):
     """Where pollers read each snapshot's outcome."""
 
     url: str | None = Field(
@@ -88,7 +90,7 @@ class ResultBackendSettings(_Section):
     )
 
 
-class DatabaseSettings(_Section):
+class DatabaseSettings(SettingsSection):
     """Where diagnoses are stored."""
 
     url: str | None = Field(
@@ -136,7 +138,7 @@ class DatabaseSettings(_Section):
     )
 
 
-class WorkerSettings(_Section):
+class WorkerSettings(SettingsSection):
     """How a worker node consumes."""
 
     queue: str = Field(
@@ -211,7 +213,7 @@ class WorkerSettings(_Section):
         return self
 
 
-class BatchingSettings(_Section):
+class BatchingSettings(SettingsSection):
     """When a micro-batch closes."""
 
     max_wait_ms: int = Field(
@@ -232,7 +234,7 @@ class BatchingSettings(_Section):
     )
 
 
-class ProducerSettings(_Section):
+class ProducerSettings(SettingsSection):
     """How producers publish: backpressure on queue depth."""
 
     max_queue_depth: int = Field(
@@ -255,7 +257,7 @@ class ProducerSettings(_Section):
     )
 
 
-class BreakerSettings(_Section):
+class BreakerSettings(SettingsSection):
     """When a worker stops consuming because its model keeps failing."""
 
     failure_threshold: int = Field(
@@ -276,7 +278,7 @@ class BreakerSettings(_Section):
     )
 
 
-class DiagnosisSettings(_Section):
+class DiagnosisSettings(SettingsSection):
     """How model outputs become statuses and explanations."""
 
     warning_health: float = Field(
@@ -316,7 +318,7 @@ class DiagnosisSettings(_Section):
         return self
 
 
-class ModelSettings(_Section):
+class ModelSettings(SettingsSection):
     """Which model runs where."""
 
     name: str = Field(
@@ -353,7 +355,7 @@ class ModelSettings(_Section):
     )
 
 
-class ObservabilitySettings(_Section):
+class ObservabilitySettings(SettingsSection):
     """Traces and metrics."""
 
     tracing_exporter: Literal["none", "console", "otlp"] = Field(
@@ -371,7 +373,7 @@ class ObservabilitySettings(_Section):
     )
 
 
-class SecuritySettings(_Section):
+class SecuritySettings(SettingsSection):
     """Limits on what producers may send, and operator access."""
 
     max_snapshot_bytes: int = Field(

@@ -9,9 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel
-
-from worker.settings import Settings, env_name
+from worker.settings import Settings, SettingsSection, env_name
 
 
 def settings_reference() -> str:
@@ -23,7 +21,7 @@ def settings_reference() -> str:
     rows = ["| variable | default | constraints | meaning |", "|---|---|---|---|"]
     for name, field in Settings.model_fields.items():
         annotation = field.annotation
-        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        if isinstance(annotation, type) and issubclass(annotation, SettingsSection):
             for sub_name, sub_field in annotation.model_fields.items():
                 rows.append(_reference_row((name, sub_name), sub_field))
         else:

@@ -211,8 +211,9 @@ def shutdown_tracing() -> None:
 def active_tracer() -> trace.Tracer | None:
     """Our tracer; else the global provider's when an application installed one; else None:
     tracing is off and the span helpers (:mod:`worker.spans`) skip all work."""
-    if _state is not None:
-        return _state.tracer
+    state = _state  # read once: shutdown_tracing may clear it from another thread
+    if state is not None:
+        return state.tracer
     if isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
         return None
     return trace.get_tracer(TRACER_NAME)

@@ -3,8 +3,9 @@
 deploy/prometheus/prometheus.yml and alerts.yml and the Grafana dashboard and provisioning
 under deploy/grafana/ are written by hand. Every PromQL expression in them (alerts, recording
 rules, dashboard targets, dashboard variables) may only name series that a registry built by
-worker.metrics and worker.queue_collector expose (plus the recording rules' own names, Prometheus' `up`, and Flower's
-families in the dashboard), and only label names that those families declare. No PyPI package
+worker.metrics and worker.queue_collector expose (plus the recording rules' own names,
+Prometheus' `up`, and Flower's families in the dashboard), and only label names that those
+families declare. No PyPI package
 ships promtool, so the expressions are read by the small PromQL lexer below, which also
 rejects unknown function names; the lexer has tests of its own.
 """
