@@ -19,7 +19,7 @@ run: setup  ## Run the service on the embedded default (no servers needed)
 	$(BIN)/gnn-service run
 
 test: setup  ## The full test suite (Redis/PostgreSQL tests skip without servers unless CI=true)
-	$(BIN)/pytest
+	$(BIN)/pytest --durations=15
 
 lint: setup  ## ruff lint and format check, mypy --strict
 	$(BIN)/ruff check .
