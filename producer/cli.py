@@ -4,6 +4,7 @@ into the queue with a running count.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated
 
@@ -15,7 +16,8 @@ from producer.client import ProducerClient
 from producer.demo.cli import FaultOption, SeedOption, duration_option, faults_option, spec_option
 from producer.demo.run_io import read_run
 from producer.stream import StreamStats, publish, run_prefix, simulated_run, snapshots_of
-from worker.errors import BrokerUnavailable, InvalidInput, QueueFull
+from schemas import Snapshot
+from worker.errors import InvalidInput, QueueFull
 from worker.settings import Settings
 
 
@@ -88,37 +90,26 @@ def produce(
         )
         total = limit if limit is not None else max(0, (run.steps - window) // step + 1)
 
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total} published"),
-        TextColumn("{task.fields[rate]:.1f}/s, queue depth {task.fields[depth]}"),
-        TimeElapsedColumn(),
-    )
     from worker.tracing import configure_tracing, shutdown_tracing
 
     configure_tracing(settings)  # the publish spans start each snapshot's trace
+    # A BrokerUnavailable is left to the entry point: one line, exit status 3, as for every
+    # server that cannot be reached.
     try:
-        with ProducerClient(settings) as client, Progress(*columns, console=console) as bar:
-            task = bar.add_task(f"producing {prefix}", total=total, rate=0.0, depth=0)
-
-            def show(stats: StreamStats) -> None:
-                bar.update(
-                    task, completed=stats.published, rate=stats.rate, depth=stats.queue_depth
-                )
-
-            stats = publish(
-                client,
-                snapshots,
-                rate=rate if rate > 0 else None,
-                deadline_s=deadline_s,
-                on_progress=show,
-            )
+        stats = _stream(
+            settings,
+            snapshots,
+            title=f"producing {prefix}",
+            total=total,
+            rate=rate if rate > 0 else None,
+            deadline_s=deadline_s,
+            console=console,
+        )
     except InvalidInput as exc:
-        console.print(f"refused: {exc} (reason {exc.reason})")
+        typer.echo(f"refused: {exc} (reason {exc.reason})", err=True)  # one line: not rich
         raise typer.Exit(1) from None
-    except (BrokerUnavailable, QueueFull) as exc:
-        console.print(f"stopped: {exc}")
+    except QueueFull as exc:
+        typer.echo(f"stopped: {exc}", err=True)
         raise typer.Exit(1) from None
     finally:
         shutdown_tracing()
@@ -126,3 +117,36 @@ def produce(
         f"published {stats.published} snapshots with ids {prefix}-* in {stats.elapsed_s:.1f} s "
         f"({stats.rate:.1f}/s); queue depth {stats.queue_depth}"
     )
+
+
+def _stream(
+    settings: Settings,
+    snapshots: Iterable[Snapshot],
+    *,
+    title: str,
+    total: int | None,
+    rate: float | None,
+    deadline_s: float | None,
+    console: Console,
+) -> StreamStats:
+    """Publish ``snapshots`` under a progress bar; the broker is asked for the queue depth
+    before the bar is drawn, so that a broker that is down ends the command with its one
+    error line alone."""
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} published"),
+        TextColumn("{task.fields[rate]:.1f}/s, queue depth {task.fields[depth]}"),
+        TimeElapsedColumn(),
+    )
+    with ProducerClient(settings) as client:
+        client.queue_depth()
+        with Progress(*columns, console=console) as bar:
+            task = bar.add_task(title, total=total, rate=0.0, depth=0)
+
+            def show(stats: StreamStats) -> None:
+                bar.update(
+                    task, completed=stats.published, rate=stats.rate, depth=stats.queue_depth
+                )
+
+            return publish(client, snapshots, rate=rate, deadline_s=deadline_s, on_progress=show)

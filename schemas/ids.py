@@ -18,5 +18,6 @@ OpaqueId = Annotated[
 ]
 """Id chosen by a caller (snapshot id, system id): 1-128 characters of ``[A-Za-z0-9._:-]``."""
 
-CorrelationId = Annotated[str, StringConstraints(max_length=128)]
-"""Free-form id a caller uses to tie records to its own request: at most 128 characters."""
+CorrelationId = Annotated[str, StringConstraints(max_length=128, pattern=r"^[^\x00-\x1f\x7f]*$")]
+"""Free-form id a caller uses to tie records to its own request: at most 128 characters, no
+control characters (the databases and log lines cannot carry them safely)."""

@@ -32,6 +32,17 @@ class DeadLetterReason(StrEnum):
     WINDOW_TOO_LONG = "window_too_long"
     OVERSIZE = "oversize"
     SIGNATURE_INVALID = "signature_invalid"
+    MALFORMED_ENVELOPE = "malformed_envelope"
+    """Not a readable kombu envelope (not JSON, body not base64, properties not objects)."""
+    INVALID_HEADER = "invalid_header"
+    """A header the worker relies on is missing or unreadable (``task``, ``id``, ``expires``)."""
+    HEADER_MISMATCH = "header_mismatch"
+    """A header disagrees with the body: ``id`` with ``snapshot_id``, or (signed) ``expires``
+    with ``deadline``."""
+    MODEL_FAILED = "model_failed"
+    """The model failed on this snapshot alone ``GNN_MODEL__MAX_FAILURES_PER_SNAPSHOT`` times."""
+    UNPROCESSABLE = "unprocessable"
+    """The worker raised an unexpected error on this message (it never stops the consumer)."""
 
 
 Sha256Hex = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]

@@ -75,6 +75,8 @@ def errors_as_lines() -> Iterator[None]:
         yield
     except (UnknownMachineError, DurationError, FaultSpecError) as exc:
         _fail(str(exc).strip("'\""), 2)
+    except (ConnectionError, TimeoutError):
+        raise  # a server that cannot be reached: the entry point's one line and exit status 3
     except (ConfigurationError, RunFormatError, OSError) as exc:
         _fail(str(exc))
 

@@ -49,6 +49,15 @@ def decode_body(body: bytes | str, *, limits: SecuritySettings) -> Any:
             reason=DeadLetterReason.OVERSIZE.value,
             field="<body>",
         )
+    nul = b"\\u0000" in body if isinstance(body, bytes) else "\\u0000" in body
+    if nul:
+        # PostgreSQL can store no NUL character, in text or in JSONB: refuse it here, naming
+        # it, rather than fail the batch's write.
+        raise InvalidInput(
+            "message body: contains a NUL character (\\u0000), which no field may hold",
+            reason=DeadLetterReason.SCHEMA_INVALID.value,
+            field="<body>",
+        )
     try:
         # pydantic-core's parser: about 5x faster than json.loads on float arrays
         data = pydantic_core.from_json(body)

@@ -26,6 +26,7 @@ from loguru import logger
 from prometheus_client import CollectorRegistry
 
 from worker.embedded import EmbeddedRedis
+from worker.errors import BrokerUnavailable, ConfigurationError
 from worker.health import CheckResult, HealthChecks, HealthServer
 from worker.logging import bind_context, configure_logging, unbind_context
 from worker.messages import CORRELATION_HEADER, PUBLISHED_AT_HEADER
@@ -86,6 +87,65 @@ class ServiceApp(Celery):  # type: ignore[misc]  # Celery is untyped
                 self.snapshot_consumer = consumer
                 consumer.start()
         return self.process_resources
+
+    def check_broker_login(self) -> None:
+        """Connect to the broker once, so that a broker refusing the credentials ends a
+        worker's start with one line instead of Celery's retries. A broker that cannot be
+        reached yet is left to Celery, which waits for it (``broker_connection_retry_on_
+        startup``): it may be starting too, while wrong credentials do not heal by waiting.
+
+        Raises:
+            BrokerUnavailable: The broker refused the login or the commands (Redis ACL).
+        """
+        from kombu.exceptions import OperationalError
+        from redis.exceptions import AuthenticationError, ResponseError
+
+        connection = self.connection_for_write()
+        try:
+            connection.ensure_connection(max_retries=0)
+        except OperationalError as exc:
+            if isinstance(exc.__cause__, AuthenticationError | ResponseError):
+                raise BrokerUnavailable(
+                    f"broker {mask_url(str(self.conf.broker_url))} refused the login: {exc}"
+                ) from exc
+        finally:
+            connection.release()
+
+    def start_health_server(self) -> HealthServer:
+        """Bind and serve this node's health endpoint (idempotent): the worker command calls
+        it before Celery starts, so that a port that is taken ends the command instead of
+        leaving a worker that no probe can reach.
+
+        Raises:
+            ConfigurationError: The port cannot be bound; the message names the address and
+                GNN_WORKER__HEALTH_PORT.
+        """
+        if self.health_server is None:
+            config = self.settings.worker
+            server = HealthServer(
+                host=config.health_host,
+                port=config.health_port,
+                checks=self.health_checks,
+                registry=self.metrics_registry,
+            )
+            try:
+                server.start()
+            except OSError as exc:
+                raise ConfigurationError(
+                    f"health endpoint cannot listen on {config.health_host}:{config.health_port}"
+                    f" ({exc.strerror or exc}): set GNN_WORKER__HEALTH_PORT to a free port "
+                    "(0 picks one)",
+                    host=config.health_host,
+                    port=config.health_port,
+                ) from exc
+            self.health_server = server
+        return self.health_server
+
+    def close_health_server(self) -> None:
+        """Stop the health endpoint if it runs."""
+        server, self.health_server = self.health_server, None
+        if server is not None:
+            server.close()
 
     def close_process_resources(self) -> None:
         """Close this process's resources if it opened any."""
@@ -186,6 +246,10 @@ def create_app(settings: Settings) -> ServiceApp:
         result_backend_transport_options={
             "visibility_timeout": settings.broker.visibility_timeout_s
         },
+        # A result backend that hangs rather than refuses must not hold a batch past its
+        # settle budget: each Redis call of the backend gives up after it.
+        redis_socket_timeout=worker.settle_budget_s,
+        redis_socket_connect_timeout=settings.broker.connect_timeout_s,
         broker_connection_retry_on_startup=True,
         broker_connection_timeout=settings.broker.connect_timeout_s,
         result_expires=settings.result_backend.expires_s,
@@ -269,6 +333,13 @@ def _model_check(app: ServiceApp) -> CheckResult:
     return CheckResult(consumer.ready, "" if consumer.ready else "loading and warming up")
 
 
+def _consumer_alive(app: ServiceApp) -> CheckResult:
+    consumer = app.snapshot_consumer
+    if consumer is not None and consumer.failed:
+        return CheckResult(False, f"snapshot consumer stopped: {consumer.error or 'ended'}")
+    return CheckResult(True)
+
+
 def _breaker_check(app: ServiceApp) -> CheckResult:
     consumer = app.snapshot_consumer
     if consumer is None:
@@ -310,12 +381,6 @@ def _connect_signals(app: ServiceApp) -> None:
     def on_worker_init(sender: Any = None, **_: Any) -> None:
         if getattr(sender, "app", None) is not app:
             return
-        server = HealthServer(
-            host=settings.worker.health_host,
-            port=settings.worker.health_port,
-            checks=app.health_checks,
-            registry=app.metrics_registry,
-        )
         app.health_checks.register(
             "consumer",
             lambda: CheckResult(app.consumer_ready, "" if app.consumer_ready else "starting"),
@@ -324,8 +389,10 @@ def _connect_signals(app: ServiceApp) -> None:
             app.health_checks.register("model", lambda: _model_check(app))
             app.health_checks.register("breaker", lambda: _breaker_check(app))
             app.health_checks.register("database", lambda: _database_check(app))
-        server.start()
-        app.health_server = server
+            app.health_checks.register("consumer", lambda: _consumer_alive(app), liveness=True)
+        # `gnn-service worker` started it already; a worker started otherwise (tests) gets it
+        # here, where Celery would only log a failure (signal receivers cannot stop a start).
+        app.start_health_server()
 
     def on_worker_ready(sender: Any = None, **_: Any) -> None:
         if getattr(sender, "app", None) is app:
@@ -353,9 +420,7 @@ def _connect_signals(app: ServiceApp) -> None:
         from worker.tracing import shutdown_tracing
 
         shutdown_tracing()  # flush the last batch's spans
-        if app.health_server is not None:
-            app.health_server.close()
-            app.health_server = None
+        app.close_health_server()
 
     def on_task_prerun(sender: Any = None, task_id: str | None = None, **_: Any) -> None:
         if getattr(sender, "app", None) is not app:

@@ -1,8 +1,10 @@
 """The ``gnn-service`` command line: thin commands over the service's core functions.
 
 Settings are read once, in the root callback; an invalid value ends any command with exit
-status 2 and one line naming the environment variable. This module is the one edge that
-composes every package (worker, producer, training); nothing imports it.
+status 2 and one line naming the environment variable. Any other error a command lets
+escape is turned into one line and an exit status by :func:`main` (the table is in
+:mod:`worker.cli_errors`: 3 when a server is unreachable or refuses, 1 otherwise). This module
+is the one edge that composes every package (worker, producer, training); nothing imports it.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from producer.cli import produce
 from producer.demo.cli import demo_app
 from training.benchmark_cli import benchmark_app
 from training.cli import evaluate, models_app, train
-from worker.settings import Settings, describe_error
+from worker.settings import SecuritySettings, Settings, describe_error
 
 app = typer.Typer(
     name="gnn-service",
@@ -160,9 +162,13 @@ def worker(
 
     settings = _settings(ctx)
     configure_logging(level=settings.log_level, fmt=settings.log_format)
+    celery_app = create_app(settings)
+    # Bound before anything slow, and before Celery: inside Celery's start a taken port
+    # would only be logged, and the worker would run with no endpoint to probe.
+    celery_app.start_health_server()
+    celery_app.check_broker_login()  # wrong credentials end the start; a broker down is waited for
     if settings.database.migrate_on_start:
         upgrade(settings.database_url)
-    celery_app = create_app(settings)
     worker_settings = settings.worker
     argv = [
         "worker",
@@ -183,7 +189,10 @@ def worker(
     ]
     if worker_settings.send_task_events:
         argv.append("--task-events")
-    celery_app.worker_main(argv)
+    try:
+        celery_app.worker_main(argv)
+    finally:
+        celery_app.close_health_server()
 
 
 @app.command()
@@ -193,11 +202,19 @@ def ping(
     timeout: Annotated[float, typer.Option(min=0.1, help="Seconds to wait for each.")] = 10.0,
 ) -> None:
     """Send ping tasks through the broker and wait for the workers' answers."""
+    from celery.exceptions import TimeoutError as NoAnswer
+
     from worker.app import TASK_PING, create_app
     from worker.messages import CORRELATION_HEADER
     from worker.results import release_result
 
     celery_app = create_app(_settings(ctx))
+    # Celery reconnects to a lost result backend 20 times, a second apart, by default; a
+    # ping gives up on it within its own --timeout instead.
+    celery_app.conf.result_backend_transport_options = {
+        **celery_app.conf.result_backend_transport_options,
+        "retry_policy": {"max_retries": max(1, round(timeout)), "interval_max": 1},
+    }
     failures = 0
     for _ in range(count):
         started = time.perf_counter()
@@ -205,7 +222,7 @@ def ping(
         result = celery_app.send_task(TASK_PING, headers={CORRELATION_HEADER: correlation_id})
         try:
             answer = result.get(timeout=timeout)
-        except TimeoutError:
+        except (TimeoutError, NoAnswer):
             failures += 1
             typer.echo(f"no answer within {timeout} s (task {result.id})", err=True)
             continue
@@ -237,6 +254,8 @@ def run(
     from worker.settings import mask_url
 
     settings = _settings(ctx)
+    if flower and settings.security.flower_password is not None:
+        flower_basic_auth(settings.security)  # unset, the demo makes one up; blank is refused
     upgrade(settings.database_url)
     stored = run_demo(
         settings, duration_s=duration, workers=workers, flower=flower, console=Console()
@@ -331,14 +350,21 @@ def exporter(ctx: typer.Context) -> None:
     from prometheus_client import CollectorRegistry, start_http_server
 
     from worker.app import queue_collector
+    from worker.errors import ConfigurationError
 
     settings = _settings(ctx)
     registry = CollectorRegistry()
     registry.register(queue_collector(settings))
     config = settings.observability
-    server, thread = start_http_server(
-        config.exporter_port, addr=config.exporter_host, registry=registry
-    )
+    try:
+        server, thread = start_http_server(
+            config.exporter_port, addr=config.exporter_host, registry=registry
+        )
+    except OSError as exc:
+        raise ConfigurationError(
+            f"queue metrics cannot listen on {config.exporter_host}:{config.exporter_port} "
+            f"({exc.strerror or exc}): set GNN_OBSERVABILITY__EXPORTER_PORT to a free port"
+        ) from exc
     typer.echo(
         f"queue metrics on http://{config.exporter_host}:{config.exporter_port}/metrics "
         f"for {settings.worker.queue}"
@@ -356,21 +382,14 @@ def exporter(ctx: typer.Context) -> None:
 def flower(ctx: typer.Context) -> None:
     """Start Flower (the Celery monitor) on the service's broker, with basic auth.
 
-    It refuses to start without GNN_SECURITY__FLOWER_PASSWORD; it listens on
+    It refuses to start without GNN_SECURITY__FLOWER_PASSWORD, or with a blank one; it listens on
     GNN_SECURITY__FLOWER_ADDRESS:GNN_SECURITY__FLOWER_PORT (127.0.0.1:5555 by default).
     """
     from worker.app import create_app
 
     settings = _settings(ctx)
     security = settings.security
-    if security.flower_password is None:
-        typer.echo(
-            "Flower needs a password: set GNN_SECURITY__FLOWER_PASSWORD "
-            "(and GNN_SECURITY__FLOWER_USER, default admin)",
-            err=True,
-        )
-        raise typer.Exit(2)
-    auth = f"{security.flower_user}:{security.flower_password.get_secret_value()}"
+    auth = flower_basic_auth(security)
     celery_app = create_app(settings)
     celery_app.start(
         argv=[
@@ -382,12 +401,44 @@ def flower(ctx: typer.Context) -> None:
     )
 
 
+def flower_basic_auth(security: SecuritySettings) -> str:
+    """Flower's ``--basic-auth`` value, or exit 2 with one line naming the setting at fault.
+
+    Flower reads that option as comma-separated ``user:password`` pairs and lets in whoever
+    sends one of them: a blank password would be no password, and a comma would split off a
+    credential of its own.
+    """
+    secret = security.flower_password
+    password = secret.get_secret_value() if secret is not None else None  # SecretStr("") is falsy
+    user = security.flower_user
+    problem = None
+    if password is None:
+        problem = (
+            "GNN_SECURITY__FLOWER_PASSWORD: Flower needs a password "
+            "(and GNN_SECURITY__FLOWER_USER, default admin)"
+        )
+    elif not password.strip():
+        problem = "GNN_SECURITY__FLOWER_PASSWORD: is empty or blank; Flower needs a password"
+    elif "," in password:
+        problem = "GNN_SECURITY__FLOWER_PASSWORD: must not contain ',' (Flower splits on it)"
+    elif not user.strip() or any(mark in user for mark in ":,"):
+        problem = "GNN_SECURITY__FLOWER_USER: must be a name without ':' or ','"
+    if problem is not None:
+        typer.echo(f"invalid setting {problem}", err=True)
+        raise typer.Exit(2)
+    return f"{user}:{password}"
+
+
 def main() -> None:
-    """Console-script entry point: a service error ends the command with one line, exit 1."""
-    from worker.errors import ServiceError
+    """Console-script entry point: an error of the service, or of a server it talks to, ends
+    the command with one line on stderr and the exit status of :mod:`worker.cli_errors`."""
+    from worker.cli_errors import describe_failure
 
     try:
         app()
-    except ServiceError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise SystemExit(1) from None
+    except Exception as exc:
+        failure = describe_failure(exc)
+        if failure is None:
+            raise  # a bug: its traceback is what a report needs
+        typer.echo(f"gnn-service: {failure.line}", err=True)
+        raise SystemExit(int(failure.status)) from None

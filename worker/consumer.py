@@ -10,16 +10,27 @@ semantics, expiry and time limits, and it measured at under half the throughput 
 kombu loop, because Celery's per-message work in the main process became the ceiling.
 
 Failure handling:
-- invalid and expired snapshots are answered (dead letter / expired outcome) and acked;
-- a model failure requeues the batch's valid snapshots for other workers and counts against
-  the circuit breaker; while it is open this consumer cancels its subscription, so it holds
-  no messages; it half-opens after the reset timeout;
-- a snapshot that fails the model ``max_failures_per_snapshot`` times here is failed for
-  good (stored as a dead letter with reason ``model_failed``), so it cannot loop forever;
-- a database outage is retried with backoff within the database's retry policy; when that is
+- nothing a message holds can raise out of the batch loop: a message that cannot be read
+  (not a kombu envelope, bad headers, a body that is not a snapshot) is dead-lettered under
+  its outcome key (``Incoming.key``) and acknowledged, never looped;
+- one outcome per key: the database keeps the first outcome of a key, and the result backend
+  is written with what the database holds, so a duplicate or redelivered message returns
+  the stored outcome;
+- a model failure splits the batch until the failures are isolated; healthy snapshots are
+  diagnosed, the isolated ones requeued; a batch the model diagnosed none of counts against
+  the circuit breaker; while it is open this consumer holds no messages; it half-opens after
+  the reset timeout;
+- a snapshot that fails the model alone ``max_failures_per_snapshot`` times here is
+  dead-lettered with reason ``model_failed``; the settings keep that number above the
+  breaker's failure threshold, so that a model failing on everything opens the breaker
+  (and its messages go to other workers) before a healthy snapshot can reach it;
+- the hard time limit covers a batch's compute; storing its outcomes has its own budget
+  (``settle_budget_s``). When the database or the result backend is still failing when it is
   spent, the batch is requeued unacknowledged and the consumer stops consuming, probing the
-  database until it answers, then resumes by itself;
-- a result-backend outage is retried with backoff; nothing is acked until stored.
+  store that failed until it answers, then resumes by itself;
+- an unexpected error in the loop is logged with the batch, the batch is requeued once (its
+  messages come back one per batch; one that fails again is dead-lettered, ``unprocessable``)
+  and the loop restarts; past ``max_consumer_restarts`` the process exits for its supervisor.
 Shutdown finishes the batch in hand, acks it, and requeues everything still buffered.
 """
 
@@ -30,27 +41,26 @@ import threading
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
 import torch
 from kombu.entity import Queue
 from loguru import logger
 
-from schemas import DeadLetter
-from schemas.result import DeadLettered, Diagnosed, ExpiredOutcome
+from schemas import DeadLetterReason
+from schemas.result import Diagnosed, ExpiredOutcome
 from worker import spans
 from worker.breaker import BreakerState, CircuitBreaker
 from worker.db.repositories import SavedCounts
 from worker.engine import ModelRunner
 from worker.errors import DatabaseUnavailable, TransientError
-from worker.fetch import AtomicFetcher, acknowledge
+from worker.fetch import AtomicFetcher, acknowledge, touch
 from worker.logging import log_context
 from worker.messages import Incoming
 from worker.metrics import ServiceMetrics
-from worker.pipeline import BatchProcessor, BatchResult, Finished
+from worker.pipeline import BatchProcessor, BatchResult, Finished, Outcome, dead_letter
 from worker.resources import freeze_heap
-from worker.results import ResultWriter
+from worker.results import ResultBackendUnavailable, ResultWriter
 from worker.settings import Settings
 from worker.signing import SignatureVerifier
 from worker.storage import OutcomeStore
@@ -105,6 +115,9 @@ class SnapshotConsumer:
         self._swap = threading.Event()
         self._thread: threading.Thread | None = None
         self._failures: OrderedDict[str, int] = OrderedDict()
+        self._suspects: OrderedDict[str, int] = OrderedDict()  # key: loop crashes it was in
+        self._restarts: deque[float] = deque()
+        self.backend_down = False
         self.processor: BatchProcessor | None = None
         trusted = settings.security.trusted_certificates
         self.verifier = (
@@ -116,6 +129,7 @@ class SnapshotConsumer:
         self._next_restore = 0.0
         self._batch_started: float | None = None
         self._version_token = ""
+        self._lost_connection: tuple[type[BaseException], ...] = (OSError,)
 
     def __repr__(self) -> str:
         return (
@@ -169,6 +183,15 @@ class SnapshotConsumer:
                 logger.error("snapshot consumer did not stop in time", timeout_s=timeout_s)
         self._thread = None
 
+    @property
+    def failed(self) -> bool:
+        """Whether the consumer stopped without being asked to (liveness fails then, so
+        that the supervisor restarts the process)."""
+        if self.error is not None:
+            return True
+        thread = self._thread
+        return thread is not None and not thread.is_alive() and not self._stop.is_set()
+
     def request_swap(self) -> None:
         """Check the active model version before the next batch (remote control)."""
         self._swap.set()
@@ -213,11 +236,12 @@ class SnapshotConsumer:
 
     def _consume_until_stopped(self) -> None:
         worker = self.settings.worker
+        self._lost_connection = (OSError, *connection_errors(self.app))
         queue = Queue(worker.queue, routing_key=worker.queue)
-        lost_connection: tuple[type[BaseException], ...] = (OSError, *connection_errors(self.app))
+        lost_connection = self._lost_connection
         while not self._stop.is_set():
-            if self.database_down:
-                self._wait_for_database()
+            if self.database_down or self.backend_down:
+                self._wait_for_stores()
                 continue
             self._check_version()
             if not self.breaker.allows():
@@ -234,12 +258,33 @@ class SnapshotConsumer:
                 self._requeue_buffer_quietly()
                 logger.warning("broker connection lost; reconnecting", error=str(exc))
                 self._stop.wait(1.0)
+            except Exception:
+                logger.exception("snapshot consumer failed; restarting it")
+                self._requeue_buffer_quietly()
+                self._restart_or_exit()
+
+    def _restart_or_exit(self) -> None:
+        """Count a restart; past ``max_consumer_restarts`` in ten minutes, end the process
+        (status 71) so that its supervisor starts a fresh one."""
+        now = time.monotonic()
+        self._restarts.append(now)
+        while self._restarts and now - self._restarts[0] > 600:
+            self._restarts.popleft()
+        limit = self.settings.worker.max_consumer_restarts
+        if len(self._restarts) > limit:
+            logger.critical("snapshot consumer keeps failing; ending the process", restarts=limit)
+            os._exit(71)
+        self._stop.wait(1.0)
 
     def _consume_batches(self, connection: Any) -> None:
         """Batches until stopped or until the breaker opens."""
         while not self._stop.is_set():
-            if self.database_down:  # before the version check, which needs the database
-                logger.error("database unavailable: stopped consuming")
+            if self.database_down or self.backend_down:  # before the version check
+                logger.error(
+                    "outcome store unavailable: stopped consuming",
+                    database=not self.database_down or "down",
+                    result_backend=not self.backend_down or "down",
+                )
                 return
             self._check_version()
             if self.breaker.state is BreakerState.OPEN:
@@ -248,7 +293,7 @@ class SnapshotConsumer:
             self._restore_vanished(connection)
             self._fill(connection)
             if self._buffer and self._batch_due():
-                self._run_batch()
+                self._run_batch(connection)
 
     def _restore_vanished(self, connection: Any) -> None:
         """Put messages of vanished workers back on the queue, every restore interval.
@@ -284,23 +329,28 @@ class SnapshotConsumer:
             self._next_version_check = now + self.settings.model.registry_check_interval_s
 
     def _receive(self, message: Any) -> None:
+        """Buffer one message; never raises, whatever it holds (a message that cannot be
+        read keeps its refusal and is dead-lettered with its batch)."""
         incoming = Incoming(message)
         incoming.prepare(self.settings.security, self.verifier)
-        incoming.trace_span = spans.start_snapshot_span(
-            spans.SNAPSHOT_SPAN,
-            spans.snapshot_context(incoming.headers),
-            {
-                spans.ATTR_SNAPSHOT_ID: incoming.task_id,
-                spans.ATTR_CORRELATION_ID: incoming.correlation_id,
-                spans.ATTR_DESTINATION: self.settings.worker.queue,
-            },
-        )
+        try:
+            incoming.trace_span = spans.start_snapshot_span(
+                spans.SNAPSHOT_SPAN,
+                spans.snapshot_context(incoming.headers),
+                {
+                    spans.ATTR_SNAPSHOT_ID: incoming.key,
+                    spans.ATTR_CORRELATION_ID: incoming.correlation_id,
+                    spans.ATTR_DESTINATION: self.settings.worker.queue,
+                },
+            )
+        except Exception as exc:  # a trace header that cannot be read costs the span only
+            logger.warning("snapshot span not started", key=incoming.key, error=str(exc))
         if self.metrics is not None:
             self.metrics.record_received(
                 published_at=incoming.published_at,
                 received_at=incoming.received_at,
-                redelivered=bool(message.delivery_info.get("redelivered")),
-                size_bytes=len(message.body or b""),
+                redelivered=incoming.redelivered,
+                size_bytes=len(incoming.raw_body()),
             )
         self._buffer.append(incoming)
         self._buffered_nodes += incoming.nodes
@@ -346,10 +396,11 @@ class SnapshotConsumer:
         waited = time.monotonic() - self._buffer[0].received_monotonic
         return waited * 1000.0 >= batching.max_wait_ms or self._stop.is_set()
 
-    def _run_batch(self) -> None:
+    def _run_batch(self, connection: Any) -> None:
         assert self.processor is not None
         closed_by = self._closed_by()
         batch = self._take_batch()
+        touch([item.message for item in (*batch, *self._buffer)], connection.default_channel)
         closed_at = time.monotonic()
         waited = closed_at - batch[0].received_monotonic
         version = self.processor.runner.version
@@ -360,9 +411,8 @@ class SnapshotConsumer:
                 {spans.ATTR_MODEL_VERSION: version, spans.ATTR_BATCH_SIZE: len(batch)},
             ),
         ):
-            self._batch_started = time.monotonic()
             try:
-                result = self.processor.process(batch)  # answers bad input, reports failures
+                result = self._compute(batch)
                 if self.metrics is not None:
                     self.metrics.record_batch(
                         snapshots=len(batch),
@@ -372,11 +422,14 @@ class SnapshotConsumer:
                         timings=result.timings,
                     )
                 self._settle(result)
-                if self.metrics is not None:
-                    self.metrics.batch_seconds.observe(time.monotonic() - closed_at)
-                    self._report_resources(result)
-            finally:
-                self._batch_started = None
+            except self._lost_connection:
+                raise
+            except Exception:
+                self._requeue_crashed(batch)
+                raise
+            if self.metrics is not None:
+                self.metrics.batch_seconds.observe(time.monotonic() - closed_at)
+                self._report_resources(result)
             logger.debug(
                 "batch settled",
                 snapshots=len(batch),
@@ -387,6 +440,53 @@ class SnapshotConsumer:
                 requeued_or_failed=len(result.failed),
                 wait_ms=round(waited * 1000.0, 1),
             )
+
+    def _compute(self, batch: list[Incoming]) -> BatchResult:
+        """Decode, admit and diagnose ``batch`` under the hard time limit's watch."""
+        assert self.processor is not None
+        fresh: list[Incoming] = []
+        crashed: list[Finished] = []
+        for incoming in batch:
+            if self._suspects.get(incoming.key, 0) >= 2:
+                crashed.append(
+                    dead_letter(
+                        incoming,
+                        DeadLetterReason.UNPROCESSABLE.value,
+                        "the worker failed twice on a batch holding this message, the second "
+                        "time with it alone",
+                    )
+                )
+            else:
+                fresh.append(incoming)
+        self._batch_started = time.monotonic()
+        try:
+            result = self.processor.process(fresh) if fresh else BatchResult()
+        finally:
+            self._batch_started = None
+        result.finished.extend(crashed)
+        return result
+
+    def _requeue_crashed(self, batch: list[Incoming]) -> None:
+        """An unexpected error escaped a batch: requeue its unsettled messages and remember
+        them, so that they come back one per batch (and one that fails alone again is
+        dead-lettered)."""
+        logger.error(
+            "batch failed unexpectedly; requeued",
+            keys=[incoming.key for incoming in batch][:50],
+            snapshots=len(batch),
+        )
+        for incoming in batch:
+            count = self._suspects.get(incoming.key, 0) + (2 if len(batch) == 1 else 1)
+            self._suspects[incoming.key] = count
+            self._suspects.move_to_end(incoming.key)
+            try:
+                if not incoming.message.acknowledged:
+                    incoming.message.reject(requeue=True)
+            except Exception as exc:  # the broker restores it after the visibility timeout
+                logger.warning("requeue failed", key=incoming.key, error=str(exc))
+            spans.end_snapshot_span(incoming.trace_span, outcome="requeued")
+        while len(self._suspects) > 10_000:
+            self._suspects.popitem(last=False)
 
     def _closed_by(self) -> str:
         """Why the batch about to be cut closes: size, nodes, max_wait or shutdown."""
@@ -412,6 +512,11 @@ class SnapshotConsumer:
     def _take_batch(self) -> list[Incoming]:
         """Cut the buffer at the snapshot and node bounds; the rest waits for the next batch."""
         batching = self.settings.batching
+        for position, incoming in enumerate(self._buffer):
+            if incoming.key in self._suspects:  # was in a batch that failed: alone
+                del self._buffer[position]
+                self._buffered_nodes -= incoming.nodes
+                return [incoming]
         size, nodes = 0, 0
         for incoming in self._buffer[: batching.max_batch_snapshots]:
             if size and nodes + incoming.nodes > batching.max_batch_nodes:
@@ -423,62 +528,86 @@ class SnapshotConsumer:
         return batch
 
     def _settle(self, result: BatchResult) -> None:
+        """Store the batch's outcomes (database, then result backend), then acknowledge;
+        requeue the isolated model failures; on a store outage requeue everything."""
         finished = list(result.finished)
         requeue: list[Incoming] = []
-        if result.error is not None:
+        if result.model_failed:
             self.breaker.record_failure()
-            self._count_failed(result)
-            for incoming, snapshot_id in result.failed:
-                if (
-                    self._count_failure(snapshot_id)
-                    >= self.settings.model.max_failures_per_snapshot
-                ):
-                    finished.append(self._failed_for_good(incoming, snapshot_id, result.error))
-                else:
-                    requeue.append(incoming)
-        elif result.finished:
+        elif result.count("diagnosed"):
             self.breaker.record_success()
+        self._count_failed(result)
+        for incoming, _ in result.failed:
+            if self._count_failure(incoming.key) >= self.settings.model.max_failures_per_snapshot:
+                finished.append(self._failed_for_good(incoming, result.error))
+            else:
+                requeue.append(incoming)
+        deadline = time.monotonic() + self.settings.worker.settle_budget_s
         started = time.perf_counter()
         try:
             with spans.stage_span(spans.STAGE_DB_WRITE, **{"db.rows": len(finished)}):
-                saved = self.store.save(finished)
-        except DatabaseUnavailable as exc:
-            # Nothing acked: every message of the batch goes back to the queue.
-            logger.error("database unavailable; batch requeued", error=str(exc))
-            everything = [item.incoming for item in finished] + requeue
-            for incoming in everything:
-                incoming.message.reject(requeue=True)
-                spans.end_snapshot_span(incoming.trace_span, outcome="requeued", error=exc)
-            self._set_database_down(True)
-            if self.metrics is not None:
-                self.metrics.db_errors.labels(kind="unavailable").inc()
-                self.metrics.requeued.labels(reason="database").inc(len(everything))
+                saved, outcomes = self.store.save(finished, budget_s=deadline - time.monotonic())
+            stored = time.perf_counter()
+            with spans.stage_span(spans.STAGE_RESULT_BACKEND):
+                self._store_results(outcomes, deadline)
+        except (DatabaseUnavailable, ResultBackendUnavailable) as exc:
+            self._requeue_unsettled(finished, requeue, exc)
             return
-        stored = time.perf_counter()
-        with spans.stage_span(spans.STAGE_RESULT_BACKEND):
-            self._store_with_retry(finished)
         done = time.perf_counter()
         acknowledge([item.incoming.message for item in finished])
         for item in finished:
+            key = item.incoming.key
+            outcome = outcomes.get(key, item.outcome)
             spans.end_snapshot_span(
                 item.incoming.trace_span,
-                outcome=item.outcome.outcome,
-                attributes={spans.ATTR_SYSTEM_ID: _system_id(item)},
+                outcome=outcome.outcome,
+                attributes={spans.ATTR_SYSTEM_ID: _system_id(outcome)},
             )
-            self._failures.pop(item.snapshot_id, None)
+            self._failures.pop(key, None)
+            self._suspects.pop(key, None)
+            if outcome is not item.outcome:
+                logger.warning(
+                    "message answered with the outcome already stored for its key",
+                    key=key,
+                    stored=outcome.outcome,
+                    carried=item.outcome.outcome,
+                )
             logger.debug(
                 "snapshot stored",
-                task_id=item.incoming.task_id,
+                key=key,
                 snapshot_id=item.snapshot_id,
-                system_id=_system_id(item),
+                system_id=_system_id(outcome),
                 correlation_id=item.incoming.correlation_id,
-                outcome=item.outcome.outcome,
+                outcome=outcome.outcome,
             )
         for incoming in requeue:
             incoming.message.reject(requeue=True)
             spans.end_snapshot_span(incoming.trace_span, outcome="requeued", error=result.error)
         if self.metrics is not None:
             self._report_settled(finished, len(requeue), saved, (stored - started, done - stored))
+
+    def _requeue_unsettled(
+        self, finished: list[Finished], requeue: list[Incoming], exc: Exception
+    ) -> None:
+        """A store stayed down through the settle budget: nothing is acked, every message
+        of the batch goes back to the queue, and consumption pauses until it answers."""
+        database = isinstance(exc, DatabaseUnavailable)
+        store = "database" if database else "result_backend"
+        logger.error("outcome store unavailable; batch requeued", store=store, error=str(exc))
+        everything = [item.incoming for item in finished] + requeue
+        for incoming in everything:
+            incoming.message.reject(requeue=True)
+            spans.end_snapshot_span(incoming.trace_span, outcome="requeued", error=exc)
+        if database:
+            self._set_database_down(True)
+        else:
+            self.backend_down = True
+            if self.metrics is not None:
+                self.metrics.record_pause("result_backend", True)
+        if self.metrics is not None:
+            if database:
+                self.metrics.db_errors.labels(kind="unavailable").inc()
+            self.metrics.requeued.labels(reason=store).inc(len(everything))
 
     def _report_settled(
         self,
@@ -514,54 +643,61 @@ class SnapshotConsumer:
         if self.metrics is not None:
             self.metrics.record_pause("database", down)
 
-    def _store_with_retry(self, finished: list[Finished]) -> None:
-        # Pollers ask by task id (the snapshot id, for producers that follow the contract).
-        outcomes = [
-            (key, item.outcome.model_dump_json())
-            for item in finished
-            if (key := item.incoming.task_id or item.snapshot_id)
-        ]
+    def _store_results(self, outcomes: dict[str, Outcome], deadline: float) -> None:
+        """Write the stored outcomes to the result backend under their keys (pollers ask
+        by the snapshot id, which is the key for producers that follow the contract),
+        retrying until ``deadline``.
+
+        Raises:
+            ResultBackendUnavailable: The backend still failed when the deadline came.
+        """
+        documents = [(key, outcome.model_dump_json()) for key, outcome in outcomes.items()]
         delay = 0.1
         while True:
             try:
-                self.results.store(outcomes)
+                self.results.store(documents)
                 return
             except TransientError as exc:
-                if self._stop.is_set():
-                    raise
+                left = deadline - time.monotonic()
+                if self._stop.is_set() or left <= delay:
+                    raise ResultBackendUnavailable(str(exc)) from exc
                 logger.warning("storing outcomes failed; retrying", error=str(exc), delay_s=delay)
                 if self.metrics is not None:
                     self.metrics.backend_retries.inc()
                 self._stop.wait(delay)
                 delay = min(delay * 2, 5.0)
 
-    def _count_failure(self, snapshot_id: str) -> int:
-        count = self._failures.get(snapshot_id, 0) + 1
-        self._failures[snapshot_id] = count
-        self._failures.move_to_end(snapshot_id)
+    def _count_failure(self, key: str) -> int:
+        count = self._failures.get(key, 0) + 1
+        self._failures[key] = count
+        self._failures.move_to_end(key)
         while len(self._failures) > 10_000:
             self._failures.popitem(last=False)
         return count
 
-    def _failed_for_good(self, incoming: Incoming, snapshot_id: str, error: Exception) -> Finished:
-        record = DeadLetter(
-            snapshot_id=snapshot_id,
-            reason="model_failed",  # type: ignore[arg-type]
-            detail=f"the model failed on this snapshot repeatedly: {error}"[:4000],
-            payload_sha256=incoming.payload_sha256(),
-            received_at=datetime.fromtimestamp(incoming.received_at, UTC),
+    def _failed_for_good(self, incoming: Incoming, error: Exception | None) -> Finished:
+        return dead_letter(
+            incoming,
+            DeadLetterReason.MODEL_FAILED.value,
+            f"the model failed on this snapshot alone "
+            f"{self.settings.model.max_failures_per_snapshot} times: {error}",
         )
-        return Finished(incoming, snapshot_id, DeadLettered(dead_letter=record))
 
     # breaker, database outage, swaps, requeue -----------------------------------------
 
-    def _wait_for_database(self) -> None:
-        """Probe the database until it answers (or the consumer stops)."""
-        if self._stop.wait(self.settings.database.outage_probe_interval_s):
+    def _wait_for_stores(self) -> None:
+        """Probe the store that failed until it answers (or the consumer stops)."""
+        interval = self.settings.database.outage_probe_interval_s
+        if self._stop.wait(interval):
             return
-        if self.store.available():
+        if self.database_down and self.store.available(timeout_s=max(1.0, interval)):
             self._set_database_down(False)
             logger.info("database available again: resuming consumption")
+        if self.backend_down and self.results.available():
+            self.backend_down = False
+            if self.metrics is not None:
+                self.metrics.record_pause("result_backend", False)
+            logger.info("result backend available again: resuming consumption")
 
     def _maybe_swap(self) -> None:
         self._swap.clear()
@@ -621,8 +757,7 @@ class SnapshotConsumer:
         self._buffered_nodes = 0
 
 
-def _system_id(item: Finished) -> str | None:
-    outcome = item.outcome
+def _system_id(outcome: Outcome) -> str | None:
     if isinstance(outcome, Diagnosed):
         return outcome.diagnosis.system_id
     if isinstance(outcome, ExpiredOutcome):

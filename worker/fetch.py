@@ -23,7 +23,6 @@ from typing import Any
 from kombu.transport import virtual
 from kombu.utils.encoding import bytes_to_str
 from kombu.utils.json import loads
-from loguru import logger
 
 #: kombu's Redis priority queues: the queue itself (priority 0), then these suffixes.
 _PRIORITY_STEPS = (3, 6, 9)
@@ -32,26 +31,32 @@ _PRIORITY_SEPARATOR = "\x06\x16"
 _FETCH = """
 local limit = tonumber(ARGV[1])
 local now = tonumber(ARGV[2])
+local queue = ARGV[3]
 local out = {}
 for k = 3, #KEYS do
   while #out < limit do
     local item = redis.call('RPOP', KEYS[k])
     if not item then break end
     local ok, message = pcall(cjson.decode, item)
-    local properties = ok and type(message) == 'table' and message['properties']
-    local tag = type(properties) == 'table' and properties['delivery_tag']
-    if type(tag) == 'string' then
-      local info = properties['delivery_info']
-      local exchange, routing_key = '', ''
-      if type(info) == 'table' then
-        exchange = info['exchange'] or ''
-        routing_key = info['routing_key'] or ''
-      end
-      redis.call('ZADD', KEYS[2], now, tag)
-      redis.call('HSET', KEYS[1], tag,
-        '[' .. item .. ',' .. cjson.encode(exchange) .. ',' .. cjson.encode(routing_key) .. ']')
+    local recordable = false
+    local tag = nil
+    -- Recorded as delivered only when kombu can restore it later: a string tag and body,
+    -- headers and delivery_info objects (kombu marks redeliveries inside both).
+    if ok and type(message) == 'table' and type(message['properties']) == 'table' then
+      local properties = message['properties']
+      local headers, info = message['headers'], properties['delivery_info']
+      tag = properties['delivery_tag']
+      recordable = type(tag) == 'string' and type(message['body']) == 'string'
+        and type(headers) == 'table' and headers[1] == nil
+        and type(info) == 'table' and info[1] == nil
     end
-    out[#out + 1] = item
+    if recordable then
+      redis.call('ZADD', KEYS[2], now, tag)
+      redis.call('HSET', KEYS[1], tag, '[' .. item .. ',"",' .. cjson.encode(queue) .. ']')
+      out[#out + 1] = {tag, item}
+    else
+      out[#out + 1] = {false, item}
+    end
   end
 end
 return out
@@ -74,10 +79,13 @@ class AtomicFetcher:
         return f"AtomicFetcher(queue={self.queue!r})"
 
     def fetch(self, channel: Any, limit: int) -> list[Any]:
-        """Up to ``limit`` kombu messages, each already in the channel's unacked books.
+        """Up to ``limit`` messages, each kombu one already in the channel's unacked books.
 
-        An item that is not a kombu envelope (no delivery tag; only something other than a
-        kombu producer pushes those) is logged and dropped: it cannot be requeued.
+        An item kombu could not restore (not a kombu envelope, or one whose headers or
+        delivery info are not objects) is not recorded as delivered; an item kombu cannot
+        read (a body that is not base64, say) is. Either comes back as an
+        :class:`UnreadableMessage`, so that the batch dead-letters it and settles it like
+        any other message: none is dropped, and none comes back for ever.
         """
         if limit <= 0:
             return []
@@ -87,28 +95,120 @@ class AtomicFetcher:
                 self._script = client.register_script(_FETCH)
             items = self._script(
                 keys=[qos.unacked_key, qos.unacked_index_key, *self._keys],
-                args=[limit, time.time()],
+                args=[limit, time.time(), self.queue],
                 client=client,
             )
         messages = []
-        for item in items:
-            try:
-                payload = loads(bytes_to_str(item))
-                message = channel.Message(payload, channel=channel)
-            except (ValueError, TypeError, KeyError, AttributeError) as exc:
-                # Not a kombu envelope (pushed by something other than a kombu producer):
-                # it was never recorded as delivered and cannot be requeued.
-                logger.error(
-                    "unreadable message envelope dropped",
+        for recorded, item in items:
+            raw = bytes(item)
+            tag = bytes_to_str(recorded) if recorded else None
+            if tag is None:
+                message: Any = UnreadableMessage(
+                    raw,
+                    channel=channel,
                     queue=self.queue,
-                    error=f"{type(exc).__name__}: {exc}",
-                    size_bytes=len(item),
+                    delivery_tag=None,
+                    unreadable="not a kombu envelope kombu could requeue (a JSON object with "
+                    "string body, headers and properties.delivery_info objects and a string "
+                    "properties.delivery_tag)",
                 )
-                continue
-            # The script did the Redis half of QoS.append; this is the in-process half.
-            virtual.QoS.append(qos, message, message.delivery_tag)
+            else:
+                try:
+                    message = channel.Message(loads(bytes_to_str(raw)), channel=channel)
+                except Exception as exc:  # kombu could not read the envelope
+                    message = UnreadableMessage(
+                        raw,
+                        channel=channel,
+                        queue=self.queue,
+                        delivery_tag=tag,
+                        unreadable=f"kombu could not read it ({type(exc).__name__}: {exc})",
+                    )
+                # The script did the Redis half of QoS.append; this is the in-process half.
+                virtual.QoS.append(qos, message, tag)
             messages.append(message)
         return messages
+
+
+class UnreadableMessage:
+    """Stands where a kombu message would for a queue item kombu cannot read.
+
+    Settled like a kombu message: ``ack`` forgets it, ``reject(requeue=True)`` puts it back
+    at the head of its queue (through kombu's unacked records when it is in them, else by
+    pushing its bytes back).
+
+    Args:
+        raw: The item's bytes as they were in the queue.
+        channel: The kombu channel it was fetched on.
+        queue: The queue it came from.
+        delivery_tag: Its tag in kombu's unacked records, or None when it is not in them.
+        unreadable: What is wrong with it, for the dead letter.
+    """
+
+    content_type = None
+
+    def __init__(
+        self,
+        raw: bytes,
+        *,
+        channel: Any,
+        queue: str,
+        delivery_tag: str | None,
+        unreadable: str,
+    ) -> None:
+        self.body = raw
+        self.headers = _headers_of(raw)
+        self.delivery_info: dict[str, Any] = {}
+        self.channel = channel
+        self.queue = queue
+        self.delivery_tag = delivery_tag
+        self.unreadable = unreadable
+        self._state = "RECEIVED"
+
+    def __repr__(self) -> str:
+        return f"UnreadableMessage(queue={self.queue!r}, size={len(self.body)})"
+
+    @property
+    def acknowledged(self) -> bool:
+        """Whether it was acked or rejected already."""
+        return self._state != "RECEIVED"
+
+    def ack(self) -> None:
+        """Forget it: it has its outcome."""
+        if self.delivery_tag is not None:
+            self.channel.qos.ack(self.delivery_tag)
+        self._state = "ACK"
+
+    def reject(self, requeue: bool = False) -> None:
+        """Put it back at the head of its queue (``requeue``), or forget it."""
+        if self.delivery_tag is not None:
+            self.channel.qos.reject(self.delivery_tag, requeue=requeue)
+        elif requeue:
+            with self.channel.conn_or_acquire() as client:
+                client.rpush(self.queue, self.body)
+        self._state = "REQUEUED" if requeue else "REJECTED"
+
+
+def _headers_of(raw: bytes) -> dict[str, Any]:
+    """The headers object of a JSON envelope, when it has one (so that a dead letter goes
+    under the id its producer polls), else none."""
+    try:
+        envelope = loads(bytes_to_str(raw))
+    except Exception:
+        return {}
+    headers = envelope.get("headers") if isinstance(envelope, dict) else None
+    return headers if isinstance(headers, dict) else {}
+
+
+def touch(messages: Sequence[Any], channel: Any) -> None:
+    """Mark held messages as delivered now, in one round trip, so that no other worker's
+    restore scan takes them while this worker still holds them (a message can wait in the
+    buffer through a whole batch before its own)."""
+    tags = [message.delivery_tag for message in messages if message.delivery_tag is not None]
+    if not tags:
+        return
+    now = time.time()
+    with channel.conn_or_acquire() as client:
+        client.zadd(channel.qos.unacked_index_key, dict.fromkeys(tags, now), xx=True)
 
 
 def acknowledge(messages: Sequence[Any]) -> None:
@@ -122,8 +222,12 @@ def acknowledge(messages: Sequence[Any]) -> None:
     """
     by_channel: dict[int, tuple[Any, list[Any]]] = {}
     for message in messages:
-        if not message.acknowledged:
-            by_channel.setdefault(id(message.channel), (message.channel, []))[1].append(message)
+        if message.acknowledged:
+            continue
+        if message.delivery_tag is None:  # an unreadable item in nobody's books
+            message.ack()
+            continue
+        by_channel.setdefault(id(message.channel), (message.channel, []))[1].append(message)
     for channel, pending in by_channel.values():
         qos = channel.qos
         tags = [message.delivery_tag for message in pending]

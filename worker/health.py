@@ -1,6 +1,7 @@
 """A small HTTP endpoint per worker node: /healthz, /readyz and /metrics.
 
-- ``/healthz``: 200 while the process serves HTTP at all (liveness).
+- ``/healthz``: liveness: 200 while the process serves HTTP and its liveness check passes
+  (the snapshot consumer has not stopped on an error), else 503 with the reason.
 - ``/readyz``: 200 only when every registered check passes, else 503 with a JSON body listing
   the failing checks and why (readiness: the model is warm, the database answers, the
   breaker is closed, ...). Checks are registered by whoever owns the resource.
@@ -37,26 +38,29 @@ Check = Callable[[], CheckResult]
 
 
 class HealthChecks:
-    """Named readiness checks; thread-safe registration and evaluation."""
+    """Named readiness and liveness checks; thread-safe registration and evaluation."""
 
     def __init__(self) -> None:
         self._checks: dict[str, Check] = {}
+        self._liveness: dict[str, Check] = {}
         self._lock = threading.Lock()
 
-    def register(self, name: str, check: Check) -> None:
-        """Add or replace the check called ``name``."""
+    def register(self, name: str, check: Check, *, liveness: bool = False) -> None:
+        """Add or replace the check called ``name`` (a liveness check with ``liveness``:
+        failing it says the process must be restarted, not merely waited for)."""
         with self._lock:
-            self._checks[name] = check
+            (self._liveness if liveness else self._checks)[name] = check
 
     def unregister(self, name: str) -> None:
         """Remove the check called ``name`` if present."""
         with self._lock:
             self._checks.pop(name, None)
+            self._liveness.pop(name, None)
 
-    def evaluate(self) -> dict[str, CheckResult]:
-        """Run every check; a check that raises counts as failing with its error."""
+    def evaluate(self, *, liveness: bool = False) -> dict[str, CheckResult]:
+        """Run every readiness (or liveness) check; one that raises counts as failing."""
         with self._lock:
-            checks = dict(self._checks)
+            checks = dict(self._liveness if liveness else self._checks)
         results: dict[str, CheckResult] = {}
         for name, check in checks.items():
             try:
@@ -136,7 +140,14 @@ def _make_handler(
         def do_GET(self) -> None:
             path = self.path.split("?", 1)[0]
             if path == "/healthz":
-                self._send(HTTPStatus.OK, "application/json", b'{"status": "alive"}')
+                failing = {
+                    n: r.detail for n, r in checks.evaluate(liveness=True).items() if not r.ok
+                }
+                state: dict[str, object] = {"status": "dead", "failing": failing}
+                if not failing:
+                    state = {"status": "alive"}
+                code = HTTPStatus.SERVICE_UNAVAILABLE if failing else HTTPStatus.OK
+                self._send(code, "application/json", json.dumps(state).encode())
             elif path == "/readyz":
                 results = checks.evaluate()
                 failing = {n: r.detail for n, r in results.items() if not r.ok}

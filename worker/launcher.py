@@ -80,6 +80,10 @@ class WorkerProcess:
             self._args, env=self._env, stdout=self._log, stderr=subprocess.STDOUT
         )
 
+    def poll(self) -> int | None:
+        """The worker's exit status once it has ended, else None (also before ``start``)."""
+        return None if self._process is None else self._process.poll()
+
     def readiness(self) -> tuple[int, dict[str, object]]:
         """Status code and body of /readyz; (0, {}) while nothing answers."""
         try:

@@ -15,14 +15,14 @@ from datetime import UTC, datetime
 
 from loguru import logger
 
-from schemas import DeadLetter, Expired, Snapshot, SystemSpec, Timings
+from schemas import DeadLetter, DeadLetterReason, Expired, Snapshot, SystemSpec, Timings
 from schemas.result import DeadLettered, Diagnosed, ExpiredOutcome
 from worker import spans
 from worker.admission import SpecResolver, admit, parse_snapshot
 from worker.engine import ModelRunner
 from worker.errors import InvalidInput, ModelError
-from worker.messages import Incoming
-from worker.model import GraphSample, encode_window
+from worker.messages import Incoming, printable
+from worker.model import GraphSample, ModelOutput, encode_window
 from worker.postprocess import assemble, component_diagnoses
 from worker.settings import Settings
 
@@ -45,15 +45,19 @@ class BatchResult:
 
     Attributes:
         finished: Messages with an outcome (diagnosed, expired or dead-lettered).
-        failed: Messages whose snapshots were valid but the model failed on them; the
-            consumer requeues them (or fails them for good after repeated failures).
-        error: The model error, when ``failed`` is not empty.
+        failed: Messages whose snapshots were valid but the model failed on each of them
+            alone (a failing batch is split until the failures are isolated); the consumer
+            requeues them, or fails them for good after repeated failures.
+        error: The first model error, when ``failed`` is not empty.
+        model_failed: The model diagnosed none of the batch's valid snapshots (what the
+            circuit breaker counts as a failed batch).
         timings: Seconds spent per stage, for metrics.
     """
 
     finished: list[Finished] = field(default_factory=list)
     failed: list[tuple[Incoming, str]] = field(default_factory=list)
     error: ModelError | None = None
+    model_failed: bool = False
     timings: dict[str, float] = field(default_factory=dict)
     nodes: int = 0
     out_of_memory: int = 0
@@ -108,19 +112,37 @@ class BatchProcessor:
         if not accepted:
             return result
         result.nodes = sum(item.sample.x.shape[0] for item in accepted)
-        try:
-            self._diagnose(accepted, result, started, closed_at, features_s)
-        except ModelError as exc:
-            self._fail(accepted, result, exc)
-        except Exception as exc:  # a bug must not take the batch loop down
-            logger.exception("batch processing failed")
-            self._fail(accepted, result, ModelError(f"{type(exc).__name__}: {exc}"))
+        self._diagnose(accepted, result, started, closed_at, features_s)
         return result
 
-    def _fail(self, accepted: list[_Accepted], result: BatchResult, exc: ModelError) -> None:
-        result.error = exc
-        result.failed = [(item.incoming, item.snapshot.snapshot_id) for item in accepted]
-        logger.error("model failed on a batch", error=str(exc), snapshots=len(accepted))
+    def _forward(self, accepted: list[_Accepted], result: BatchResult) -> list[ModelOutput | None]:
+        """The model's output per snapshot; None where the model failed on it alone.
+
+        A failing batch is split in halves until each failure is isolated, so that healthy
+        snapshots of a batch holding a poison one are diagnosed, and only the snapshots that
+        fail alone count failures.
+        """
+        try:
+            outputs, stats = self.runner.forward([item.sample for item in accepted])
+        except Exception as exc:
+            error = exc if isinstance(exc, ModelError) else _unexpected(exc)
+            if len(accepted) == 1:
+                item = accepted[0]
+                result.failed.append((item.incoming, item.snapshot.snapshot_id))
+                result.error = result.error or error
+                logger.error(
+                    "model failed on a snapshot",
+                    snapshot_id=item.snapshot.snapshot_id,
+                    error=str(error),
+                )
+                return [None]
+            result.splits += 1
+            half = len(accepted) // 2
+            return self._forward(accepted[:half], result) + self._forward(accepted[half:], result)
+        result.timings["forward"] = result.timings.get("forward", 0.0) + stats.seconds
+        result.out_of_memory += stats.out_of_memory
+        result.splits += stats.splits
+        return list(outputs)
 
     def _diagnose(
         self,
@@ -134,21 +156,28 @@ class BatchProcessor:
             spans.STAGE_FORWARD,
             **{spans.ATTR_BATCH_SIZE: len(accepted), spans.ATTR_BATCH_NODES: result.nodes},
         ):
-            outputs, stats = self.runner.forward([item.sample for item in accepted])
-        result.timings["forward"] = stats.seconds
-        result.out_of_memory, result.splits = stats.out_of_memory, stats.splits
+            forwarded = self._forward(accepted, result)
+        done = [
+            (item, output)
+            for item, output in zip(accepted, forwarded, strict=True)
+            if output is not None
+        ]
+        if not done:
+            result.model_failed = True
+            return
+        forward_s = result.timings.get("forward", 0.0)
         post_started = time.perf_counter()
         with spans.stage_span(spans.STAGE_POSTPROCESS):
             records = [
                 component_diagnoses(item.sample, output, self.settings.diagnosis)
-                for item, output in zip(accepted, outputs, strict=True)
+                for item, output in done
             ]
         post_s = time.perf_counter() - post_started
         result.timings["postprocess"] = post_s
-        share = 1000.0 / len(accepted)
+        share = 1000.0 / len(done)
         total_ms = (time.perf_counter() - started) * 1000.0
         created_at = datetime.now(UTC)
-        for item, (components, machine_health) in zip(accepted, records, strict=True):
+        for (item, _), (components, machine_health) in zip(done, records, strict=True):
             batch_wait_ms = (closed_at - item.incoming.received_monotonic) * 1000.0
             diagnosis = assemble(
                 snapshot=item.snapshot,
@@ -161,7 +190,7 @@ class BatchProcessor:
                     queue_ms=_queue_ms(item.incoming),
                     batch_wait_ms=batch_wait_ms,
                     features_ms=features_s * share,
-                    forward_ms=stats.seconds * share,
+                    forward_ms=forward_s * share,
                     postprocess_ms=post_s * share,
                     total_ms=total_ms + batch_wait_ms,
                 ),
@@ -179,7 +208,8 @@ class BatchProcessor:
         try:
             data = incoming.snapshot_data(self.settings.security)
             snapshot = parse_snapshot(data)
-            deadline = _earliest(snapshot.deadline, incoming.expires)
+            _check_id(incoming, snapshot)
+            deadline = self._deadline(incoming, snapshot)
             if deadline is not None and deadline <= now:
                 expired = Expired(
                     snapshot_id=snapshot.snapshot_id,
@@ -203,22 +233,78 @@ class BatchProcessor:
                 self.runner.contract,
             )
         except InvalidInput as exc:
-            snapshot_id = incoming.task_id or str(exc.context.get("snapshot_id") or "")
-            record = DeadLetter(
-                snapshot_id=snapshot_id or None,
-                reason=exc.reason,  # type: ignore[arg-type]
-                detail=str(exc)[:4000],
-                payload_sha256=incoming.payload_sha256(),
-                received_at=datetime.fromtimestamp(incoming.received_at, UTC),
-            )
-            logger.warning(
-                "dead letter", snapshot_id=snapshot_id, reason=exc.reason, detail=str(exc)[:500]
-            )
+            result.finished.append(dead_letter(incoming, exc.reason, str(exc)))
+            return None
+        except Exception as exc:  # nothing a message holds may stop the batch
+            logger.exception("unexpected error admitting a message", key=incoming.key)
             result.finished.append(
-                Finished(incoming, snapshot_id, DeadLettered(dead_letter=record))
+                dead_letter(
+                    incoming,
+                    DeadLetterReason.UNPROCESSABLE.value,
+                    f"the worker could not process this message: {type(exc).__name__}: {exc}",
+                )
             )
             return None
         return _Accepted(incoming, snapshot, admitted.spec, sample)
+
+    @staticmethod
+    def _deadline(incoming: Incoming, snapshot: Snapshot) -> datetime | None:
+        """The snapshot's deadline: the earliest of its own and the ``expires`` header;
+        with signing, the signed body's alone, and a header that differs is refused."""
+        expires = incoming.expires
+        if not incoming.signed:
+            return _earliest(snapshot.deadline, expires)
+        if expires is not None and expires != snapshot.deadline:
+            raise InvalidInput(
+                f"headers.expires: {expires.isoformat()} differs from the signed body's "
+                f"deadline ({snapshot.deadline.isoformat() if snapshot.deadline else 'none'})",
+                reason=DeadLetterReason.HEADER_MISMATCH.value,
+                field="headers.expires",
+            )
+        return snapshot.deadline
+
+
+def _check_id(incoming: Incoming, snapshot: Snapshot) -> None:
+    """The header ``id`` (the outcome's key, what pollers ask for) must be the snapshot's id.
+
+    Raises:
+        InvalidInput: ``header_mismatch`` naming ``headers.id``.
+    """
+    task_id = incoming.task_id
+    if task_id is not None and task_id != snapshot.snapshot_id:
+        raise InvalidInput(
+            f"headers.id: {printable(task_id)[:130]!r} differs from the body's snapshot_id "
+            f"{snapshot.snapshot_id!r}",
+            reason=DeadLetterReason.HEADER_MISMATCH.value,
+            field="headers.id",
+        )
+
+
+def dead_letter(incoming: Incoming, reason: str, detail: str) -> Finished:
+    """The dead-letter outcome of ``incoming``; never raises, whatever the message holds.
+
+    The record carries the id the message claims (cut to the record's limit, made
+    printable) and the hash of its bytes; it is stored under ``incoming.key``.
+    """
+    clean = printable(detail.replace("\n", " "))[:4000]
+    try:
+        code = DeadLetterReason(reason)
+    except ValueError:
+        code = DeadLetterReason.UNPROCESSABLE
+    record = DeadLetter(
+        snapshot_id=incoming.shown_id,
+        reason=code,
+        detail=clean,
+        payload_sha256=incoming.payload_sha256(),
+        received_at=datetime.fromtimestamp(incoming.received_at, UTC),
+    )
+    logger.warning("dead letter", key=incoming.key, reason=reason, detail=clean[:500])
+    return Finished(incoming, record.snapshot_id or incoming.key, DeadLettered(dead_letter=record))
+
+
+def _unexpected(exc: Exception) -> ModelError:
+    logger.opt(exception=exc).error("model raised an unexpected error")
+    return ModelError(f"{type(exc).__name__}: {exc}")
 
 
 def _earliest(*moments: datetime | None) -> datetime | None:

@@ -59,6 +59,17 @@ class ResultWriter:
                 raise ResultBackendUnavailable(f"result backend unavailable: {exc}") from exc
             raise
 
+    def available(self) -> bool:
+        """Whether the result backend answers now (a Redis PING; other backends: a read)."""
+        try:
+            if isinstance(self.backend, RedisBackend):
+                self.backend.client.ping()
+            else:
+                self.backend.get_task_meta("gnn-availability-probe")
+        except Exception:
+            return False
+        return True
+
     def _store_redis(self, outcomes: Sequence[tuple[str, str]]) -> None:
         backend = self.backend
         # The task meta document Celery's JSON result backend writes, assembled around the

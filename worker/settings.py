@@ -48,14 +48,16 @@ class BrokerSettings(SettingsSection):
         description="Broker URL, e.g. redis://host:6379/0. None: the embedded redis-server.",
     )
     visibility_timeout_s: int = Field(
-        default=300,
-        ge=10,
+        default=30,
+        ge=2,
         le=86_400,
         description="Seconds before a delivered but unacknowledged message is redelivered "
-        "after its worker vanished. Must exceed the batch hard time limit.",
+        "after its worker vanished. A live worker marks what it holds as delivered again at "
+        "every batch, so this must only exceed one batch's hard time limit, settle budget "
+        "and longest wait (checked at start).",
     )
     restore_check_interval_s: float = Field(
-        default=10.0,
+        default=5.0,
         gt=0,
         le=3600,
         description="Seconds between a worker's scans for messages whose worker vanished "
@@ -130,8 +132,9 @@ class DatabaseSettings(SettingsSection):
         default=30.0,
         gt=0,
         le=3600,
-        description="Time bound on one write's retries. When it is spent the batch is "
-        "requeued, unacked, and the worker stops consuming until the database answers.",
+        description="Time bound on one database operation's retries outside the batch loop "
+        "(CLI, registry); each attempt runs under the time left. A batch's write is bounded "
+        "by GNN_WORKER__SETTLE_BUDGET_S instead.",
     )
     outage_probe_interval_s: float = Field(
         default=2.0, gt=0, le=300, description="Seconds between probes while the database is down."
@@ -181,10 +184,34 @@ class WorkerSettings(SettingsSection):
         description="Seconds a worker process may take to open its resources (model warm-up).",
     )
     batch_soft_time_limit_s: float = Field(
-        default=20.0, gt=0, le=3_600, description="Seconds before a batch is asked to stop."
+        default=5.0,
+        gt=0,
+        le=3_600,
+        description="Seconds a batch's compute (decode, features, model, postprocess) may "
+        "run before a warning is logged.",
     )
     batch_hard_time_limit_s: float = Field(
-        default=30.0, gt=0, le=3_600, description="Seconds before a batch is killed."
+        default=15.0,
+        gt=0,
+        le=3_600,
+        description="Seconds a batch's compute may run before the process is ended (its "
+        "messages go to other workers); storing the outcomes has its own budget.",
+    )
+    settle_budget_s: float = Field(
+        default=10.0,
+        gt=0,
+        le=3_600,
+        description="Seconds to store one batch's outcomes in the database and the result "
+        "backend, retries included; each database attempt runs under the time left. When it "
+        "is spent the batch is requeued unacknowledged and the worker stops consuming until "
+        "the store that failed answers again.",
+    )
+    max_consumer_restarts: int = Field(
+        default=5,
+        ge=0,
+        le=1_000,
+        description="Restarts of the snapshot consumer after an unexpected error within ten "
+        "minutes; past it the process exits (status 71) so that its supervisor restarts it.",
     )
     send_task_events: bool = Field(default=True, description="Task events for Flower.")
     freeze_heap: bool = Field(
@@ -333,10 +360,13 @@ class ModelSettings(SettingsSection):
         description="Seconds between checks of the registry's active version (hot swap).",
     )
     max_failures_per_snapshot: int = Field(
-        default=3,
+        default=6,
         ge=1,
         le=100,
-        description="Model failures of one snapshot on a worker before it is failed for good.",
+        description="Model failures of one snapshot alone on a worker (a failing batch is "
+        "split to find them) before it is dead-lettered (model_failed). Must exceed "
+        "GNN_BREAKER__FAILURE_THRESHOLD, so that a model failing on everything opens the "
+        "breaker before any healthy snapshot is failed.",
     )
 
     device: str = Field(
@@ -482,11 +512,29 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _redelivery_after_batches(self) -> Settings:
-        if self.broker.visibility_timeout_s <= self.worker.batch_hard_time_limit_s:
+        worker = self.worker
+        held = (
+            worker.batch_hard_time_limit_s
+            + worker.settle_budget_s
+            + self.batching.max_wait_ms / 1000.0
+        )
+        if self.broker.visibility_timeout_s <= held:
             raise ValueError(
                 f"broker.visibility_timeout_s ({self.broker.visibility_timeout_s}) must exceed "
-                f"worker.batch_hard_time_limit_s ({self.worker.batch_hard_time_limit_s}), "
-                "or running batches are delivered twice"
+                f"worker.batch_hard_time_limit_s + worker.settle_budget_s + "
+                f"batching.max_wait_ms ({held:g} s), or messages a live worker holds are "
+                "delivered twice"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _breaker_before_failed_for_good(self) -> Settings:
+        if self.model.max_failures_per_snapshot <= self.breaker.failure_threshold:
+            raise ValueError(
+                f"model.max_failures_per_snapshot ({self.model.max_failures_per_snapshot}) "
+                f"must exceed breaker.failure_threshold ({self.breaker.failure_threshold}), "
+                "or a model failing on everything dead-letters healthy snapshots before the "
+                "breaker opens"
             )
         return self
 

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from schemas import DeadLetter, Diagnosis, Expired, SystemSpec
 from schemas.result import DeadLettered, Diagnosed, ExpiredOutcome
 from worker.db.repositories import OutcomeRepository, SavedCounts
-from worker.pipeline import Finished
+from worker.pipeline import Finished, Outcome
 from worker.resources import ProcessResources
 
 
@@ -31,17 +31,27 @@ class OutcomeStore:
     def __repr__(self) -> str:
         return f"OutcomeStore({self.resources.database!r})"
 
-    def save(self, finished: Sequence[Finished]) -> SavedCounts:
+    def save(
+        self, finished: Sequence[Finished], *, budget_s: float | None = None
+    ) -> tuple[SavedCounts, dict[str, Outcome]]:
         """Store every outcome of a batch in one transaction; idempotent.
 
+        One outcome per key (``Incoming.key``): the first message of a key in the batch is
+        stored unless the key has an outcome already. Returns the rows written and, for
+        every key of the batch, the outcome the database holds: what the result backend
+        must show, whatever a duplicate or redelivered message carried.
+
         Raises:
-            DatabaseUnavailable: The database stayed unreachable through the retry policy.
+            DatabaseUnavailable: The database stayed unreachable within ``budget_s``.
         """
+        first: dict[str, Finished] = {}
+        for item in finished:
+            first.setdefault(item.incoming.key, item)
         diagnoses: list[Diagnosis] = []
         expired: list[Expired] = []
         letters: list[tuple[str, DeadLetter]] = []
         specs: dict[str, SystemSpec] = {}
-        for item in finished:
+        for key, item in first.items():
             outcome = item.outcome
             if isinstance(outcome, Diagnosed):
                 diagnoses.append(outcome.diagnosis)
@@ -50,20 +60,29 @@ class OutcomeStore:
             elif isinstance(outcome, ExpiredOutcome):
                 expired.append(outcome.expired)
             elif isinstance(outcome, DeadLettered):
-                key = item.incoming.task_id or item.incoming.payload_sha256() or item.snapshot_id
                 letters.append((key, outcome.dead_letter))
-        if not (diagnoses or expired or letters):
-            return SavedCounts()
-        return self.resources.run(
-            self.repository.save_batch(
-                diagnoses=diagnoses, expired=expired, dead_letters=letters, specs=specs
-            )
-        )
+        if not first:
+            return SavedCounts(), {}
+        outcomes: dict[str, Outcome] = {key: item.outcome for key, item in first.items()}
 
-    def available(self) -> bool:
-        """Whether the database answers a round trip now."""
+        async def write() -> SavedCounts:
+            counts = await self.repository.save_batch(
+                diagnoses=diagnoses,
+                expired=expired,
+                dead_letters=letters,
+                specs=specs,
+                budget_s=budget_s,
+            )
+            if counts.taken:
+                outcomes.update(await self.repository.stored_outcomes(keys=counts.taken))
+            return counts
+
+        return self.resources.run(write()), outcomes
+
+    def available(self, timeout_s: float | None = None) -> bool:
+        """Whether the database answers a round trip now (within ``timeout_s``)."""
         try:
-            self.resources.run(self.resources.database.ping())
+            self.resources.run(self.resources.database.ping(timeout_s))
         except Exception:
             return False
         return True

@@ -15,6 +15,7 @@ from producer.demo.catalog import builtin_spec
 from schemas import DeadLetter, Diagnosis, Expired
 from schemas.diagnosis import ComponentDiagnosis, Contribution, RemainingLife, Timings
 from schemas.outcomes import DeadLetterReason
+from schemas.result import DeadLettered, Diagnosed, ExpiredOutcome
 from worker.db import schema as tables
 from worker.db.database import Database, LoopRunner
 from worker.db.repositories import MAX_ROWS_PER_STATEMENT, OutcomeRepository, SavedCounts
@@ -151,8 +152,9 @@ def test_saving_a_batch_again_adds_no_rows(
     assert first == SavedCounts(diagnoses=2, expired=1, dead_letters=1, systems=1)
     # A redelivery handled by another process: its repository knows no systems yet.
     again = run(OutcomeRepository(database).save_batch(**batch))
-    assert again == SavedCounts()
-    assert run(repository.save_batch(**batch)) == SavedCounts()
+    every_key = frozenset({"s1", "s2", "s3", "task-1"})
+    assert again == SavedCounts(taken=every_key)
+    assert run(repository.save_batch(**batch)) == SavedCounts(taken=every_key)
     assert _counts(run, repository) == {
         "diagnoses": 2,
         "expirations": 1,
@@ -181,6 +183,33 @@ def test_an_id_twice_in_one_batch_is_stored_once_and_the_first_one_wins(
     assert [e.record.reason for e in run(repository.dead_letters())] == ["schema_invalid"]
     assert run(repository.save_each(diagnoses=[first, second])) == 0
     assert _counts(run, repository)["diagnoses"] == 1
+
+
+def test_an_id_has_one_outcome_of_one_kind_and_later_ones_read_it_back(
+    run: LoopRunner, repository: OutcomeRepository
+) -> None:
+    first = run(repository.save_batch(diagnoses=[diagnosis("k1")], expired=[expired("k2")]))
+    assert first.taken == frozenset()
+    later = run(
+        repository.save_batch(
+            expired=[expired("k1")],
+            dead_letters=[("k2", dead_letter("k2")), ("k3", dead_letter("k3"))],
+        )
+    )
+    assert later == SavedCounts(dead_letters=1, taken=frozenset({"k1", "k2"}))
+    stored = run(repository.stored_outcomes(keys=later.taken))
+    assert stored["k1"] == Diagnosed(diagnosis=diagnosis("k1"))
+    assert stored["k2"] == ExpiredOutcome(expired=expired("k2"))
+    assert run(repository.stored_outcomes(keys={"k3", "nowhere"})) == {
+        "k3": DeadLettered(dead_letter=dead_letter("k3"))
+    }
+    assert _counts(run, repository) | {"outcomes": run(repository.count(table="outcomes"))} == {
+        "diagnoses": 1,
+        "expirations": 1,
+        "dead_letters": 1,
+        "systems": 0,
+        "outcomes": 3,
+    }
 
 
 def test_a_batch_that_fails_part_way_stores_nothing(
@@ -419,7 +448,9 @@ def test_a_call_with_more_rows_than_one_statement_takes_stores_them_all(
     assert run(repository.save_batch(**batch)) == SavedCounts(
         diagnoses=total, expired=total, dead_letters=total
     )
-    assert run(repository.save_batch(**batch)) == SavedCounts()
+    again = run(repository.save_batch(**batch))
+    assert again.as_tables() == SavedCounts().as_tables()
+    assert len(again.taken) == 3 * total
     assert run(repository.save_many(diagnoses=[*diagnoses[-5:], diagnosis("one-more")])) == 1
     counts = _counts(run, repository)
     assert (counts["diagnoses"], counts["expirations"], counts["dead_letters"]) == (

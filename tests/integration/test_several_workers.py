@@ -35,6 +35,7 @@ _SHORT = {
     "GNN_BROKER__RESTORE_CHECK_INTERVAL_S": "1",
     "GNN_WORKER__BATCH_SOFT_TIME_LIMIT_S": "4",
     "GNN_WORKER__BATCH_HARD_TIME_LIMIT_S": "5",
+    "GNN_WORKER__SETTLE_BUDGET_S": "4",  # with the short visibility timeout, checked at start
 }
 
 

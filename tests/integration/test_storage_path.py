@@ -36,6 +36,7 @@ def test_a_worker_killed_between_compute_and_commit_leaves_the_batch_to_be_store
         "GNN_BROKER__VISIBILITY_TIMEOUT_S": "10",
         "GNN_WORKER__BATCH_SOFT_TIME_LIMIT_S": "4",
         "GNN_WORKER__BATCH_HARD_TIME_LIMIT_S": "5",
+        "GNN_WORKER__SETTLE_BUDGET_S": "4",  # with the short visibility timeout, checked at start
     }
     first = start_worker("doomed", **short)
     snapshots = demo_snapshots(6, "commit")
@@ -89,7 +90,7 @@ def test_a_database_outage_pauses_consumption_loses_nothing_and_heals(
             time.sleep(0.1)
         time.sleep(1.0)
         assert client.queue_depth() == 12  # paused: it takes nothing while the database is down
-        assert log_events(worker.log_path, "database unavailable; batch requeued")
+        assert log_events(worker.log_path, "outcome store unavailable; batch requeued")
         proxy.up()
         ids = [s.snapshot_id for s in during]
         results = outcomes(client, ids, timeout=60)

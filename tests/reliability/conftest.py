@@ -5,29 +5,28 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from reliability_helpers import Reconciliation
+from reliability_helpers import DEFAULTS, Reconciliation
 
-#: Worker settings that make redelivery after a crash quick enough for a test: a killed
-#: worker's messages come back after the visibility timeout (its minimum, 10 s), found by a
-#: surviving worker's scan every second.
-FAST_REDELIVERY = {
-    "GNN_BROKER__VISIBILITY_TIMEOUT_S": "10",
-    "GNN_BROKER__RESTORE_CHECK_INTERVAL_S": "1",
-    "GNN_WORKER__BATCH_SOFT_TIME_LIMIT_S": "6",
-    "GNN_WORKER__BATCH_HARD_TIME_LIMIT_S": "8",
-}
+from worker.launcher import WorkerProcess
 
-_REPORT: list[dict[str, object]] = []
+StartWorker = Callable[..., WorkerProcess]
 
 
 @pytest.fixture
-def fast_redelivery() -> dict[str, str]:
-    """Settings for workers whose crashes are redelivered within seconds."""
-    return dict(FAST_REDELIVERY)
+def start_worker(start_worker: StartWorker) -> StartWorker:
+    """``start_worker`` on the default settings (what a scenario passes still wins)."""
+
+    def start(name: str = "w1", **extra_env: str) -> WorkerProcess:
+        return start_worker(name, **{**DEFAULTS, **extra_env})
+
+    return start
+
+
+_REPORT: list[dict[str, object]] = []
 
 
 @pytest.fixture

@@ -42,7 +42,6 @@ def test_a_broker_killed_and_restarted_loses_nothing_a_producer_was_told_was_pub
     start_worker: StartWorker,
     pipeline_env: dict[str, str],
     persistent_redis: PersistentRedis,
-    fast_redelivery: dict[str, str],
     report: list[Reconciliation],
 ) -> None:
     url = pipeline_env["GNN_DATABASE__URL"]
@@ -51,7 +50,7 @@ def test_a_broker_killed_and_restarted_loses_nothing_a_producer_was_told_was_pub
         "GNN_RESULT_BACKEND__URL": f"{persistent_redis.url}/1",
         "GNN_BROKER__PUBLISH_RETRIES": "8",
     }
-    workers = [start_worker(name, **fast_redelivery, **broker) for name in ("a", "b")]
+    workers = [start_worker(name, **broker) for name in ("a", "b")]
     with pytest.MonkeyPatch.context() as env:
         for name, value in {**pipeline_env, **broker}.items():
             env.setenv(name, value)

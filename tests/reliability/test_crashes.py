@@ -13,7 +13,14 @@ from datetime import datetime
 import pytest
 import redis
 from pipeline_helpers import TableLock, demo_snapshots, log_events, waiting_writers
-from reliability_helpers import LONG, Reconciliation, copies, wait_for_outcomes
+from reliability_helpers import (
+    DEFAULTS,
+    LONG,
+    Reconciliation,
+    copies,
+    publish_at_rate,
+    wait_for_outcomes,
+)
 
 from producer.client import ProducerClient
 from worker.launcher import WorkerProcess
@@ -41,12 +48,11 @@ def test_a_worker_killed_mid_batch_is_redelivered_by_a_running_worker_and_stored
     start_worker: StartWorker,
     client: ProducerClient,
     pipeline_env: dict[str, str],
-    fast_redelivery: dict[str, str],
     report: list[Reconciliation],
 ) -> None:
     url = pipeline_env["GNN_DATABASE__URL"]
-    doomed = start_worker("doomed", **fast_redelivery)
-    survivor = start_worker("survivor", **fast_redelivery)
+    doomed = start_worker("doomed")  # the default settings: the measured recovery is theirs
+    survivor = start_worker("survivor")
     templates = demo_snapshots(20, "kill")
     first = copies(templates, 200, "kill")
     with TableLock(url):  # both workers compute a batch and block in its INSERT
@@ -58,12 +64,14 @@ def test_a_worker_killed_mid_batch_is_redelivered_by_a_running_worker_and_stored
         held_before = _held_by_workers(pipeline_env["GNN_BROKER__URL"], client.queue)
         assert doomed.stop(sig=signal.SIGKILL) == -signal.SIGKILL  # mid-batch
         killed_at = time.time()
-    # A backlog that keeps the survivor busy past the visibility timeout, so the doomed
+    # Traffic that keeps the survivor busy past the visibility timeout, so that the doomed
     # worker's messages come back through the survivor's restore scan while it works
-    # (published after the lock is released: the survivor's batch has a hard time limit).
-    # Sized for a survivor draining up to about 600/s (3,000 once lasted only 8 s).
-    backlog = copies(templates, 12000 if LONG else 8000, "kill-backlog")
-    client.submit_many(backlog)
+    # (published after the lock is released: the survivor's write has a settle budget).
+    visibility = float(DEFAULTS["GNN_BROKER__VISIBILITY_TIMEOUT_S"])
+    scan = float(DEFAULTS["GNN_BROKER__RESTORE_CHECK_INTERVAL_S"])
+    rate = 300.0 if LONG else 150.0
+    backlog = copies(templates, int((visibility + scan + 10) * rate), "kill-backlog")
+    publish_at_rate(client, backlog, rate)
     ids = [s.snapshot_id for s in first + backlog]
     result = wait_for_outcomes(url, ids, timeout_s=180, scenario="worker SIGKILL mid-batch")
     result.assert_complete()
@@ -74,8 +82,6 @@ def test_a_worker_killed_mid_batch_is_redelivered_by_a_running_worker_and_stored
     backlog_done = max(result.recorded_at[s.snapshot_id].timestamp() for s in backlog)
     assert restored[0]["count"] > 0
     restored_s = datetime.fromisoformat(restored[0]["ts"]).timestamp() - killed_at
-    visibility = float(fast_redelivery["GNN_BROKER__VISIBILITY_TIMEOUT_S"])
-    scan = float(fast_redelivery["GNN_BROKER__RESTORE_CHECK_INTERVAL_S"])
     assert restored_s < visibility + scan + 5, restored_s  # while the backlog kept it busy
     assert restored_s < backlog_done - killed_at
     redelivery_s = max(result.recorded_at[i].timestamp() for i in held_before) - killed_at
@@ -94,11 +100,10 @@ def test_sigterm_under_load_finishes_the_batch_in_hand_and_loses_nothing(
     start_worker: StartWorker,
     client: ProducerClient,
     pipeline_env: dict[str, str],
-    fast_redelivery: dict[str, str],
     report: list[Reconciliation],
 ) -> None:
     url = pipeline_env["GNN_DATABASE__URL"]
-    leaving = start_worker("leaving", **fast_redelivery)
+    leaving = start_worker("leaving")
     snapshots = copies(demo_snapshots(20, "term"), 1000 if LONG else 300, "term")
     ids = [s.snapshot_id for s in snapshots]
     client.submit_many(snapshots)
@@ -110,7 +115,7 @@ def test_sigterm_under_load_finishes_the_batch_in_hand_and_loses_nothing(
     assert leaving.stop(sig=signal.SIGTERM) == 0  # warm shutdown under load
     shutdown_s = time.monotonic() - stopped_at
     settled_before = len(log_events(leaving.log_path, "batch settled"))
-    start_worker("heir", **fast_redelivery)
+    start_worker("heir")
     result = wait_for_outcomes(url, ids, timeout_s=120, scenario="worker SIGTERM under load")
     result.assert_complete()
     assert result.stored == len(ids)

@@ -58,12 +58,8 @@ def test_a_failing_model_opens_the_breaker_another_worker_takes_over_and_it_reco
     # The broken version overflows on machines whose component types the demos lack.
     snapshots = copies(demo_snapshots(10, "mf", load_spec(PRESS)), 600 if LONG else 220, "mf")
     # "keeper" checks the registry once a minute: it stays on v1 through the fault.
-    keeper = start_worker(
-        "keeper",
-        GNN_MODEL__REGISTRY_CHECK_INTERVAL_S="60",
-        GNN_MODEL__MAX_FAILURES_PER_SNAPSHOT="100",
-    )
-    swapper = start_worker("swapper", GNN_MODEL__MAX_FAILURES_PER_SNAPSHOT="100")
+    keeper = start_worker("keeper", GNN_MODEL__REGISTRY_CHECK_INTERVAL_S="60")
+    swapper = start_worker("swapper")  # every other setting the default
     fault_s = 10.0
     published: dict[str, float] = {}
     producer = threading.Thread(
@@ -80,6 +76,7 @@ def test_a_failing_model_opens_the_breaker_another_worker_takes_over_and_it_reco
     result = wait_for_outcomes(url, ids, timeout_s=90, scenario="model fails for 10 s")
     result.assert_complete()
     assert result.stored == len(ids)
+    assert result.dead_lettered == 0  # the breaker opened before any snapshot was failed
 
     assert log_events(swapper.log_path, "circuit breaker open: stopped consuming")
     assert not log_events(keeper.log_path, "circuit breaker open: stopped consuming")

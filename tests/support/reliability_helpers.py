@@ -25,9 +25,23 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from producer.client import ProducerClient
 from schemas import Snapshot
+from worker.settings import BatchingSettings, BreakerSettings, BrokerSettings, ModelSettings
 
 LONG = os.environ.get("GNN_RELIABILITY_LONG", "").lower() in ("1", "true", "yes")
 """The longer variants (``GNN_RELIABILITY_LONG=1``): longer outages and load periods."""
+
+#: What pipeline_env (tests/support/pipeline_fixtures.py) shortens for the integration
+#: tests, put back to the defaults: the reliability scenarios run on the default settings,
+#: and a scenario that changes one says why where it does.
+DEFAULTS = {
+    "GNN_BROKER__VISIBILITY_TIMEOUT_S": str(BrokerSettings().visibility_timeout_s),
+    "GNN_BROKER__RESTORE_CHECK_INTERVAL_S": str(BrokerSettings().restore_check_interval_s),
+    "GNN_BATCHING__MAX_BATCH_SNAPSHOTS": str(BatchingSettings().max_batch_snapshots),
+    "GNN_BREAKER__FAILURE_THRESHOLD": str(BreakerSettings().failure_threshold),
+    "GNN_BREAKER__RESET_TIMEOUT_S": str(BreakerSettings().reset_timeout_s),
+    "GNN_MODEL__REGISTRY_CHECK_INTERVAL_S": str(ModelSettings().registry_check_interval_s),
+}
+
 
 _OUTCOME_TABLES = {
     "stored": "SELECT snapshot_id, stored_at FROM diagnoses WHERE snapshot_id IN :ids",

@@ -188,27 +188,50 @@ class Database:
         overflow = max(0, int(pool.overflow())) if hasattr(pool, "overflow") else 0
         return PoolStatus(size=size, checked_out=checked_out, overflow=overflow)
 
-    async def ping(self) -> None:
-        """One round trip; raises what the driver raises."""
-        async with self.engine.connect() as connection:
-            await connection.execute(text("SELECT 1"))
+    async def ping(self, timeout_s: float | None = None) -> None:
+        """One round trip within ``timeout_s`` (default: the pool timeout); raises what the
+        driver raises, or TimeoutError."""
 
-    async def retrying(self, operation: Callable[[], Awaitable[T]], *, what: str) -> T:
+        async def round_trip() -> None:
+            async with self.engine.connect() as connection:
+                await connection.execute(text("SELECT 1"))
+
+        await asyncio.wait_for(round_trip(), timeout=timeout_s or self.settings.pool_timeout_s)
+
+    async def retrying(
+        self,
+        operation: Callable[[], Awaitable[T]],
+        *,
+        what: str,
+        budget_s: float | None = None,
+    ) -> T:
         """Run ``operation`` until it succeeds, retrying transient errors with backoff.
+
+        Each attempt runs under a timeout of the time left, so that a database that hangs
+        rather than refuses is a transient error too, not a stuck caller.
+
+        Args:
+            operation: One attempt.
+            what: Named in logs and errors.
+            budget_s: Seconds for every attempt and pause together (default
+                ``retry_max_total_s``).
 
         Raises:
             DatabaseUnavailable: Transient errors outlasted the attempts or the time bound.
             Exception: Anything not transient, at once.
         """
         settings = self.settings
-        deadline = time.monotonic() + settings.retry_max_total_s
+        deadline = time.monotonic() + (settings.retry_max_total_s if budget_s is None else budget_s)
         delay = settings.retry_base_delay_s
         attempt = 0
         while True:
             attempt += 1
             self._acquire_started = time.perf_counter()
             try:
-                return await operation()
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"no time left for the {what}")
+                return await asyncio.wait_for(operation(), timeout=left)
             except Exception as exc:
                 cause = transient_cause(exc)
                 if cause is None:

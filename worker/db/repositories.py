@@ -8,7 +8,7 @@ micro-batch in one transaction, with one INSERT statement per table it touches.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -19,6 +19,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from schemas import ComponentDiagnosis, DeadLetter, Diagnosis, Expired, SystemSpec
+from schemas.result import DeadLettered, Diagnosed, ExpiredOutcome
 from worker.db import schema as tables
 from worker.db.database import Database, Encoded
 
@@ -37,6 +38,8 @@ class SavedCounts:
     expired: int = 0
     dead_letters: int = 0
     systems: int = 0
+    taken: frozenset[str] = frozenset()
+    """Outcome keys of the batch that already had an outcome (nothing written for them)."""
 
     def as_tables(self) -> dict[str, int]:
         """Rows inserted per table name."""
@@ -81,58 +84,119 @@ class OutcomeRepository:
         expired: Sequence[Expired] = (),
         dead_letters: Sequence[tuple[str, DeadLetter]] = (),
         specs: Mapping[str, SystemSpec] | None = None,
+        budget_s: float | None = None,
     ) -> SavedCounts:
         """Store one micro-batch's outcomes in one transaction, retrying transient errors.
 
+        One outcome per key: the batch first claims its keys in ``outcomes`` (diagnoses,
+        then expirations, then dead letters; the first of a key wins) and writes rows only
+        for the keys it claimed. Keys stored before are returned in ``taken``; read their
+        outcome with :meth:`stored_outcomes`.
+
         Args:
             diagnoses: Diagnoses to store (one row each, keyed by snapshot id).
-            expired: Expired snapshots.
-            dead_letters: ``(message key, record)`` pairs; the key is the task id, or the
-                payload hash of a message without one.
+            expired: Expired snapshots (keyed by snapshot id).
+            dead_letters: ``(outcome key, record)`` pairs; the key is the task id, or the
+                payload hash of a message without a usable one.
             specs: Spec of each system id, registering systems seen for the first time.
+            budget_s: Seconds for every attempt together (default: the database's
+                ``retry_max_total_s``).
 
         Raises:
             DatabaseUnavailable: Transient errors outlasted the retry policy.
         """
         now = datetime.now(UTC)
-        new_systems = {
-            system_id: spec
-            for system_id, spec in (specs or {}).items()
-            if system_id not in self._known_systems
-        }
-        diagnosis_rows = [_diagnosis_row(item, now) for item in diagnoses]
-        expired_rows = [_expired_row(item) for item in expired]
-        letter_rows = [_dead_letter_row(key, item, now) for key, item in dead_letters]
-        system_rows = [
-            {
-                "system_id": system_id,
-                "spec_name": spec.name,
-                "spec": spec.model_dump(mode="json"),
-                "registered_at": now,
-            }
-            for system_id, spec in new_systems.items()
-        ]
+        claims: dict[str, dict[str, Any]] = {}
+        for kind, keys in (
+            ("diagnosed", (item.snapshot_id for item in diagnoses)),
+            ("expired", (item.snapshot_id for item in expired)),
+            ("dead_lettered", (key for key, _ in dead_letters)),
+        ):
+            for key in keys:
+                claims.setdefault(key, {"outcome_key": key, "outcome": kind, "stored_at": now})
 
-        async def write() -> SavedCounts:
+        async def write() -> tuple[SavedCounts, list[str]]:
             async with self.database.engine.begin() as connection:
-                return SavedCounts(
-                    systems=await self._insert(
-                        connection, tables.systems, system_rows, "system_id"
-                    ),
-                    diagnoses=await self._insert(
-                        connection, tables.diagnoses, diagnosis_rows, "snapshot_id"
-                    ),
-                    expired=await self._insert(
-                        connection, tables.expirations, expired_rows, "snapshot_id"
-                    ),
-                    dead_letters=await self._insert(
-                        connection, tables.dead_letters, letter_rows, "message_key"
-                    ),
+                claimed = await self._insert(
+                    connection, tables.outcomes, list(claims.values()), "outcome_key"
                 )
+                taken = frozenset(claims) - claimed
+                open_keys = set(claimed)
 
-        counts = await self.database.retrying(write, what="batch write")
-        self._known_systems.update(new_systems)
+                def mine(key: str, kind: str) -> bool:
+                    if key in open_keys and claims[key]["outcome"] == kind:
+                        open_keys.discard(key)  # a second row of the key in the batch loses
+                        return True
+                    return False
+
+                diagnosis_rows = [
+                    _diagnosis_row(item, now)
+                    for item in diagnoses
+                    if mine(item.snapshot_id, "diagnosed")
+                ]
+                expired_rows = [
+                    _expired_row(item) for item in expired if mine(item.snapshot_id, "expired")
+                ]
+                letter_rows = [
+                    _dead_letter_row(key, item, now)
+                    for key, item in dead_letters
+                    if mine(key, "dead_lettered")
+                ]
+                system_rows = [
+                    {
+                        "system_id": system_id,
+                        "spec_name": spec.name,
+                        "spec": spec.model_dump(mode="json"),
+                        "registered_at": now,
+                    }
+                    for system_id, spec in (specs or {}).items()
+                    if system_id not in self._known_systems
+                ]
+                inserted = [
+                    len(await self._insert(connection, table, rows, key))
+                    for table, rows, key in (
+                        (tables.systems, system_rows, "system_id"),
+                        (tables.diagnoses, diagnosis_rows, "snapshot_id"),
+                        (tables.expirations, expired_rows, "snapshot_id"),
+                        (tables.dead_letters, letter_rows, "message_key"),
+                    )
+                ]
+            counts = SavedCounts(
+                systems=inserted[0],
+                diagnoses=inserted[1],
+                expired=inserted[2],
+                dead_letters=inserted[3],
+                taken=taken,
+            )
+            return counts, [str(row["system_id"]) for row in system_rows]
+
+        counts, registered = await self.database.retrying(
+            write, what="batch write", budget_s=budget_s
+        )
+        self._known_systems.update(registered)
         return counts
+
+    async def stored_outcomes(
+        self, *, keys: Collection[str]
+    ) -> dict[str, Diagnosed | ExpiredOutcome | DeadLettered]:
+        """The stored outcome of each of ``keys`` that has one."""
+        if not keys:
+            return {}
+        wanted = list(keys)
+        found: dict[str, Diagnosed | ExpiredOutcome | DeadLettered] = {}
+        for row in await self._rows(
+            select(tables.diagnoses).where(tables.diagnoses.c.snapshot_id.in_(wanted))
+        ):
+            found[row["snapshot_id"]] = Diagnosed(diagnosis=_diagnosis(row))
+        for row in await self._rows(
+            select(tables.expirations).where(tables.expirations.c.snapshot_id.in_(wanted))
+        ):
+            found.setdefault(row["snapshot_id"], ExpiredOutcome(expired=_expired(row)))
+        for row in await self._rows(
+            select(tables.dead_letters).where(tables.dead_letters.c.message_key.in_(wanted))
+        ):
+            found.setdefault(row["message_key"], DeadLettered(dead_letter=_dead_letter(row)))
+        return found
 
     async def save_many(self, *, diagnoses: Sequence[Diagnosis]) -> int:
         """Store diagnoses with one statement; returns how many rows were new."""
@@ -148,8 +212,8 @@ class OutcomeRepository:
             inserted = 0
             async with self.database.engine.begin() as connection:
                 for row in rows:
-                    inserted += await self._insert(
-                        connection, tables.diagnoses, [row], "snapshot_id"
+                    inserted += len(
+                        await self._insert(connection, tables.diagnoses, [row], "snapshot_id")
                     )
             return inserted
 
@@ -157,15 +221,15 @@ class OutcomeRepository:
 
     async def _insert(
         self, connection: AsyncConnection, table: Table, rows: list[dict[str, Any]], key: str
-    ) -> int:
-        """Insert ``rows``, skipping keys that exist; returns how many were new.
+    ) -> set[str]:
+        """Insert ``rows``, skipping keys that exist; returns the keys that were new.
 
         The statement is built once per table and the rows go as parameters: SQLAlchemy's
         "insertmanyvalues" sends them as ONE multi-row INSERT per chunk (RETURNING the keys
         actually inserted), and the compiled statement is cached across batches.
         """
         if not rows:
-            return 0
+            return set()
         statement = self._statements.get(table.name)
         if statement is None:
             dialect = postgresql if self.database.dialect == "postgresql" else sqlite
@@ -175,10 +239,10 @@ class OutcomeRepository:
                 .returning(table.c[key])
             )
             self._statements[table.name] = statement
-        inserted = 0
+        inserted: set[str] = set()
         for start in range(0, len(rows), MAX_ROWS_PER_STATEMENT):
             chunk = rows[start : start + MAX_ROWS_PER_STATEMENT]
-            inserted += len((await connection.execute(statement, chunk)).all())
+            inserted.update((await connection.execute(statement, chunk)).scalars().all())
         return inserted
 
     # reads -------------------------------------------------------------------------
@@ -235,14 +299,7 @@ class OutcomeRepository:
         )
         if not rows:
             return None
-        row = rows[0]
-        return Expired(
-            snapshot_id=row["snapshot_id"],
-            system_id=row["system_id"],
-            deadline=row["deadline"],
-            observed_at=row["observed_at"],
-            correlation_id=row["correlation_id"],
-        )
+        return _expired(rows[0])
 
     async def dead_letters(
         self, *, since: datetime | None = None, reason: str | None = None, limit: int = 100
@@ -257,15 +314,7 @@ class OutcomeRepository:
         query = query.order_by(table.c.id.desc()).limit(max(1, limit))
         return [
             DeadLetterEntry(
-                message_key=row["message_key"],
-                record=DeadLetter(
-                    snapshot_id=row["snapshot_id"],
-                    reason=row["reason"],
-                    detail=row["detail"],
-                    payload_sha256=row["payload_sha256"],
-                    received_at=row["received_at"],
-                ),
-                stored_at=row["stored_at"],
+                message_key=row["message_key"], record=_dead_letter(row), stored_at=row["stored_at"]
             )
             for row in await self._rows(query)
         ]
@@ -279,7 +328,13 @@ class OutcomeRepository:
         """Rows in one of the outcome tables (``diagnoses``, ``expirations``, ...)."""
         target = {
             t.name: t
-            for t in (tables.diagnoses, tables.expirations, tables.dead_letters, tables.systems)
+            for t in (
+                tables.diagnoses,
+                tables.expirations,
+                tables.dead_letters,
+                tables.systems,
+                tables.outcomes,
+            )
         }
         query = select(func.count()).select_from(target[table])
         async with self.database.engine.connect() as connection:
@@ -335,6 +390,26 @@ def _expired_row(item: Expired) -> dict[str, Any]:
         "observed_at": item.observed_at,
         "correlation_id": item.correlation_id,
     }
+
+
+def _expired(row: Mapping[str, Any]) -> Expired:
+    return Expired(
+        snapshot_id=row["snapshot_id"],
+        system_id=row["system_id"],
+        deadline=row["deadline"],
+        observed_at=row["observed_at"],
+        correlation_id=row["correlation_id"],
+    )
+
+
+def _dead_letter(row: Mapping[str, Any]) -> DeadLetter:
+    return DeadLetter(
+        snapshot_id=row["snapshot_id"],
+        reason=row["reason"],
+        detail=row["detail"],
+        payload_sha256=row["payload_sha256"],
+        received_at=row["received_at"],
+    )
 
 
 def _dead_letter_row(key: str, item: DeadLetter, stored_at: datetime) -> dict[str, Any]:

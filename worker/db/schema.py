@@ -2,7 +2,10 @@
 
 Every table that the worker writes per batch is keyed by the snapshot id with a unique
 constraint, so that a redelivered snapshot can never produce a second row: the repositories
-insert with ``ON CONFLICT DO NOTHING`` (PostgreSQL and SQLite alike).
+insert with ``ON CONFLICT DO NOTHING`` (PostgreSQL and SQLite alike). ``outcomes`` holds one
+row per outcome key across the diagnoses, expirations and dead letters, so that one id can
+never have two different outcomes: a batch claims its keys there first and writes rows only
+for the keys it claimed.
 """
 
 from __future__ import annotations
@@ -68,6 +71,18 @@ class UtcMoment(TypeDecorator[datetime]):
 
 
 Moment = UtcMoment()
+
+outcomes = Table(
+    "outcomes",
+    metadata,
+    # The message's outcome key: the snapshot id for our producers (the task id header),
+    # else the payload hash; the same key the result backend stores the outcome under.
+    Column("outcome_key", String(256), primary_key=True),
+    Column("outcome", String(16), nullable=False),
+    Column("stored_at", Moment, nullable=False),
+    comment="One row per outcome key: the first outcome stored for it is its only one; a "
+    "duplicate or redelivered message gets this one back.",
+)
 
 systems = Table(
     "systems",

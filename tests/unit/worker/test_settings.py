@@ -53,8 +53,9 @@ def test_precedence_is_init_then_env_then_dotenv_then_defaults(
         ("GNN_BATCHING__MAX_BATCH_SNAPSHOTS", "5000", "less than or equal to 4096"),
         ("GNN_MODEL__DEVICE", "tpu", "GNN_MODEL__DEVICE: String should match pattern"),
         ("GNN_LOG_FORMAT", "xml", "GNN_LOG_FORMAT: Input should be 'json' or 'console'"),
-        ("GNN_BROKER__VISIBILITY_TIMEOUT_S", "20", "broker.visibility_timeout_s (20) must exceed worker.batch_hard_time_limit_s"),
-        ("GNN_WORKER__BATCH_SOFT_TIME_LIMIT_S", "40", "batch_soft_time_limit_s (40.0) must be below batch_hard_time_limit_s (30.0)"),
+        ("GNN_BROKER__VISIBILITY_TIMEOUT_S", "20", "broker.visibility_timeout_s (20) must exceed worker.batch_hard_time_limit_s + worker.settle_budget_s + batching.max_wait_ms (25.05 s)"),
+        ("GNN_WORKER__BATCH_SOFT_TIME_LIMIT_S", "40", "batch_soft_time_limit_s (40.0) must be below batch_hard_time_limit_s (15.0)"),
+        ("GNN_MODEL__MAX_FAILURES_PER_SNAPSHOT", "5", "model.max_failures_per_snapshot (5) must exceed breaker.failure_threshold (5)"),
     ],
 )  # fmt: skip
 def test_invalid_values_name_the_variable_and_the_bound(

@@ -112,7 +112,7 @@ def test_unsigned_json_is_refused_when_signatures_are_required(trusted: Path) ->
 
     class _Message:
         def __init__(self) -> None:
-            self.headers = {"id": "s-1"}
+            self.headers = {"id": "s-1", "task": "gnn.diagnose"}
             self.content_type = "application/json"
             self.body = b'[[{"snapshot_id": "s-1"}], {}, {}]'
 
