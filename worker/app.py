@@ -357,6 +357,15 @@ def _database_check(app: ServiceApp) -> CheckResult:
     return CheckResult(True, "database writes succeeding")
 
 
+def _result_backend_check(app: ServiceApp) -> CheckResult:
+    consumer = app.snapshot_consumer
+    if consumer is None:
+        return CheckResult(False, "no snapshot consumer")
+    if consumer.backend_down:
+        return CheckResult(False, "result backend unavailable: consumption paused")
+    return CheckResult(True, "result backend writes succeeding")
+
+
 def _register_control(app: ServiceApp) -> None:
     from celery.worker.control import control_command
 
@@ -389,6 +398,7 @@ def _connect_signals(app: ServiceApp) -> None:
             app.health_checks.register("model", lambda: _model_check(app))
             app.health_checks.register("breaker", lambda: _breaker_check(app))
             app.health_checks.register("database", lambda: _database_check(app))
+            app.health_checks.register("result_backend", lambda: _result_backend_check(app))
             app.health_checks.register("consumer", lambda: _consumer_alive(app), liveness=True)
         # `gnn-service worker` started it already; a worker started otherwise (tests) gets it
         # here, where Celery would only log a failure (signal receivers cannot stop a start).

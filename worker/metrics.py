@@ -61,7 +61,7 @@ class ServiceMetrics:
             PlatformCollector(registry=registry)
         for state in BREAKER_STATES:
             self.breaker_state.labels(state=state).set(1.0 if state == "closed" else 0.0)
-        for reason in ("breaker", "database"):
+        for reason in ("breaker", "database", "result_backend"):
             self.paused.labels(reason=reason).set(0.0)
         self.db_available.set(1.0)
 

@@ -208,8 +208,8 @@ class BatchProcessor:
         try:
             data = incoming.snapshot_data(self.settings.security)
             snapshot = parse_snapshot(data)
-            _check_id(incoming, snapshot)
-            deadline = self._deadline(incoming, snapshot)
+            check_id(incoming, snapshot)
+            deadline = deadline_of(incoming, snapshot)
             if deadline is not None and deadline <= now:
                 expired = Expired(
                     snapshot_id=snapshot.snapshot_id,
@@ -247,24 +247,24 @@ class BatchProcessor:
             return None
         return _Accepted(incoming, snapshot, admitted.spec, sample)
 
-    @staticmethod
-    def _deadline(incoming: Incoming, snapshot: Snapshot) -> datetime | None:
-        """The snapshot's deadline: the earliest of its own and the ``expires`` header;
-        with signing, the signed body's alone, and a header that differs is refused."""
-        expires = incoming.expires
-        if not incoming.signed:
-            return _earliest(snapshot.deadline, expires)
-        if expires is not None and expires != snapshot.deadline:
-            raise InvalidInput(
-                f"headers.expires: {expires.isoformat()} differs from the signed body's "
-                f"deadline ({snapshot.deadline.isoformat() if snapshot.deadline else 'none'})",
-                reason=DeadLetterReason.HEADER_MISMATCH.value,
-                field="headers.expires",
-            )
-        return snapshot.deadline
+
+def deadline_of(incoming: Incoming, snapshot: Snapshot) -> datetime | None:
+    """The snapshot's deadline: the earliest of its own and the ``expires`` header;
+    with signing, the signed body's alone, and a header that differs is refused."""
+    expires = incoming.expires
+    if not incoming.signed:
+        return _earliest(snapshot.deadline, expires)
+    if expires is not None and expires != snapshot.deadline:
+        raise InvalidInput(
+            f"headers.expires: {expires.isoformat()} differs from the signed body's "
+            f"deadline ({snapshot.deadline.isoformat() if snapshot.deadline else 'none'})",
+            reason=DeadLetterReason.HEADER_MISMATCH.value,
+            field="headers.expires",
+        )
+    return snapshot.deadline
 
 
-def _check_id(incoming: Incoming, snapshot: Snapshot) -> None:
+def check_id(incoming: Incoming, snapshot: Snapshot) -> None:
     """The header ``id`` (the outcome's key, what pollers ask for) must be the snapshot's id.
 
     Raises:

@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from pipeline_helpers import PersistentRedis
 from reliability_helpers import DEFAULTS, Reconciliation
 
 from worker.launcher import WorkerProcess
@@ -24,6 +25,15 @@ def start_worker(start_worker: StartWorker) -> StartWorker:
         return start_worker(name, **{**DEFAULTS, **extra_env})
 
     return start
+
+
+@pytest.fixture
+def persistent_redis(tmp_path: Path) -> Iterator[PersistentRedis]:
+    """A redis-server with append-only persistence, killed and restarted by the test."""
+    server = PersistentRedis(tmp_path / "redis")
+    server.start()
+    yield server
+    server.stop()
 
 
 _REPORT: list[dict[str, object]] = []

@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
 from pipeline_helpers import PersistentRedis, demo_snapshots
@@ -28,14 +27,6 @@ from worker.settings import Settings
 StartWorker = Callable[..., WorkerProcess]
 
 pytestmark = pytest.mark.parametrize("pipeline_env", ["redis"], indirect=True)
-
-
-@pytest.fixture
-def persistent_redis(tmp_path: Path) -> Iterator[PersistentRedis]:
-    server = PersistentRedis(tmp_path / "redis")
-    server.start()
-    yield server
-    server.stop()
 
 
 def test_a_broker_killed_and_restarted_loses_nothing_a_producer_was_told_was_published(

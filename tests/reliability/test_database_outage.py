@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 
 import pytest
-from pipeline_helpers import TcpProxy, demo_snapshots, log_events
+from pipeline_helpers import TableLock, TcpProxy, demo_snapshots, log_events
 from reliability_helpers import (
+    DEFAULTS,
     LONG,
     Reconciliation,
     copies,
@@ -72,6 +75,55 @@ def test_a_30_s_database_outage_loses_nothing_and_heals_by_itself(
         "published_during_outage": float(len(during)),
         "backlog_stored_after_heal_s": round(
             max(result.recorded_at[i].timestamp() for i in during) - healed_at, 1
+        ),
+    }
+    report.append(result)
+
+
+def _probe(worker: WorkerProcess, seconds: float) -> dict[str, list[int]]:
+    """/healthz and /readyz status codes, sampled every 0.2 s for ``seconds``."""
+    codes: dict[str, list[int]] = {"healthz": [], "readyz": []}
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        for path, seen in codes.items():
+            try:
+                with urllib.request.urlopen(f"{worker.base_url}/{path}", timeout=5) as reply:
+                    seen.append(reply.status)
+            except urllib.error.HTTPError as exc:
+                seen.append(exc.code)
+        time.sleep(0.2)
+    return codes
+
+
+def test_a_database_that_hangs_pauses_the_worker_and_never_ends_it(
+    start_worker: StartWorker,
+    client: ProducerClient,
+    pipeline_env: dict[str, str],
+    report: list[Reconciliation],
+) -> None:
+    """A table lock makes every batch write hang (no error, no answer) for twice the settle
+    budget: each write gives up at the budget, the batch is requeued, the worker pauses and
+    probes; it never passes its hard time limit, and all is stored once afterwards."""
+    url = pipeline_env["GNN_DATABASE__URL"]
+    worker = start_worker("w1")
+    budget = float(DEFAULTS["GNN_WORKER__SETTLE_BUDGET_S"])
+    snapshots = copies(demo_snapshots(10, "hang"), 100, "hang")
+    ids = [s.snapshot_id for s in snapshots]
+    with TableLock(url):
+        client.submit_many(snapshots)
+        probes = _probe(worker, 2 * budget + 2)
+    assert 503 in probes["readyz"]  # paused at some point: the database check failed
+    assert set(probes["healthz"]) == {200}  # alive throughout: no reason to restart
+    released_at = time.time()
+    result = wait_for_outcomes(url, ids, timeout_s=90, scenario="database hangs (table lock)")
+    result.assert_complete()
+    assert result.stored == len(ids)
+    assert log_events(worker.log_path, "outcome store unavailable; batch requeued")
+    assert not log_events(worker.log_path, "batch passed its hard time limit; ending the process")
+    result.figures = {
+        "hang_s": round(2 * budget + 2, 1),
+        "stored_after_release_s": round(
+            max(stamp.timestamp() for stamp in result.recorded_at.values()) - released_at, 1
         ),
     }
     report.append(result)

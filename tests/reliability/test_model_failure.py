@@ -56,7 +56,9 @@ def test_a_failing_model_opens_the_breaker_another_worker_takes_over_and_it_reco
 ) -> None:
     url = pipeline_env["GNN_DATABASE__URL"]
     # The broken version overflows on machines whose component types the demos lack.
-    snapshots = copies(demo_snapshots(10, "mf", load_spec(PRESS)), 600 if LONG else 220, "mf")
+    # Published at 15/s for 2 s before the fault, through it, and 16 s after it: past the
+    # default breaker reset (10 s), so that the failing worker serves again.
+    snapshots = copies(demo_snapshots(10, "mf", load_spec(PRESS)), 600 if LONG else 420, "mf")
     # "keeper" checks the registry once a minute: it stays on v1 through the fault.
     keeper = start_worker("keeper", GNN_MODEL__REGISTRY_CHECK_INTERVAL_S="60")
     swapper = start_worker("swapper")  # every other setting the default

@@ -25,7 +25,13 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from producer.client import ProducerClient
 from schemas import Snapshot
-from worker.settings import BatchingSettings, BreakerSettings, BrokerSettings, ModelSettings
+from worker.settings import (
+    BatchingSettings,
+    BreakerSettings,
+    BrokerSettings,
+    ModelSettings,
+    WorkerSettings,
+)
 
 LONG = os.environ.get("GNN_RELIABILITY_LONG", "").lower() in ("1", "true", "yes")
 """The longer variants (``GNN_RELIABILITY_LONG=1``): longer outages and load periods."""
@@ -40,6 +46,8 @@ DEFAULTS = {
     "GNN_BREAKER__FAILURE_THRESHOLD": str(BreakerSettings().failure_threshold),
     "GNN_BREAKER__RESET_TIMEOUT_S": str(BreakerSettings().reset_timeout_s),
     "GNN_MODEL__REGISTRY_CHECK_INTERVAL_S": str(ModelSettings().registry_check_interval_s),
+    "GNN_WORKER__SETTLE_BUDGET_S": str(WorkerSettings().settle_budget_s),
+    "GNN_WORKER__BATCH_HARD_TIME_LIMIT_S": str(WorkerSettings().batch_hard_time_limit_s),
 }
 
 

@@ -426,8 +426,8 @@ def test_worker_grace_period_outlasts_the_batch_hard_limit() -> None:
     assert command[0] == "sleep"
     sleep_s = float(command[1])
     assert 0 < sleep_s <= 15, "preStop only pauses; the warm shutdown follows SIGTERM"
-    # The grace period counts from preStop: the pause, the batch in hand, and its drain.
-    assert grace > sleep_s + hard_limit
+    # The grace period counts from preStop: the pause, the batch in hand, and its storing.
+    assert grace > sleep_s + hard_limit + WorkerSettings().settle_budget_s
     assert grace >= sleep_s + hard_limit + 15, "leave time to store and ack the last batch"
 
 

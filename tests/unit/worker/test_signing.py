@@ -121,3 +121,49 @@ def test_unsigned_json_is_refused_when_signatures_are_required(trusted: Path) ->
     with pytest.raises(InvalidInput, match="signed messages required") as caught:
         incoming.snapshot_data(SecuritySettings())
     assert caught.value.reason == "unsupported_content_type"
+
+
+class _Received:
+    """A signed message as the batch loop receives it, with headers of the test's choosing."""
+
+    def __init__(self, body: bytes, **headers: object) -> None:
+        self.headers = {"task": "gnn.diagnose", **headers}
+        self.content_type = SIGNED_CONTENT_TYPE
+        self.body = body
+
+
+def test_a_captured_signed_body_cannot_be_replayed_under_another_id_or_deadline(
+    producer: Identity, trusted: Path, tmp_path: Path
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from pipeline_helpers import demo_snapshots
+
+    from worker.admission import parse_snapshot
+    from worker.messages import Incoming
+    from worker.pipeline import check_id, deadline_of
+
+    deadline = datetime.now(UTC).replace(microsecond=0) + timedelta(hours=1)
+    snapshot = demo_snapshots(1, "signed")[0].model_copy(update={"deadline": deadline})
+    raw = _signed(producer, tmp_path, [[snapshot.model_dump(mode="json")], {}, {}])
+    verifier = SignatureVerifier(trusted)
+
+    def receive(**headers: object) -> tuple[Incoming, object]:
+        incoming = Incoming(_Received(raw, **headers))
+        incoming.prepare(SecuritySettings(), verifier)
+        return incoming, parse_snapshot(incoming.snapshot_data(SecuritySettings()))
+
+    incoming, parsed = receive(id=snapshot.snapshot_id, expires=deadline.isoformat())
+    check_id(incoming, parsed)  # as published: accepted
+    assert deadline_of(incoming, parsed) == deadline
+    incoming, parsed = receive(id="someone-else")
+    with pytest.raises(InvalidInput, match=r"headers\.id") as caught:
+        check_id(incoming, parsed)
+    assert caught.value.reason == "header_mismatch"
+    incoming, parsed = receive(id=snapshot.snapshot_id)  # expires header dropped
+    assert deadline_of(incoming, parsed) == deadline  # the signed deadline still holds
+    later = (deadline + timedelta(days=1)).isoformat()
+    incoming, parsed = receive(id=snapshot.snapshot_id, expires=later)
+    with pytest.raises(InvalidInput, match=r"headers\.expires") as caught:
+        deadline_of(incoming, parsed)
+    assert caught.value.reason == "header_mismatch"
