@@ -240,14 +240,14 @@ class SnapshotConsumer:
         queue = Queue(worker.queue, routing_key=worker.queue)
         lost_connection = self._lost_connection
         while not self._stop.is_set():
-            if self.database_down or self.backend_down:
-                self._wait_for_stores()
-                continue
-            self._check_version()
-            if not self.breaker.allows():
-                self._stop.wait(min(0.25, max(0.01, self.breaker.seconds_until_trial())))
-                continue
             try:
+                if self.database_down or self.backend_down:
+                    self._wait_for_stores()
+                    continue
+                self._check_version()
+                if not self.breaker.allows():
+                    self._stop.wait(min(0.25, max(0.01, self.breaker.seconds_until_trial())))
+                    continue
                 with self.app.connection_for_read() as connection:
                     queue(connection.default_channel).declare()
                     self._consume_batches(connection)
@@ -282,8 +282,7 @@ class SnapshotConsumer:
             if self.database_down or self.backend_down:  # before the version check
                 logger.error(
                     "outcome store unavailable: stopped consuming",
-                    database=not self.database_down or "down",
-                    result_backend=not self.backend_down or "down",
+                    store="database" if self.database_down else "result_backend",
                 )
                 return
             self._check_version()

@@ -252,7 +252,7 @@ def _expires(value: Any) -> datetime | None:
     """
     if value is None:
         return None
-    parsed: datetime | None = None
+    parsed: datetime | None = value if isinstance(value, datetime) else None
     if isinstance(value, str):
         try:
             parsed = datetime.fromisoformat(value)

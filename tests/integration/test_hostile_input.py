@@ -419,6 +419,7 @@ _BODY_KINDS = [
 _EXTRAS = ["task", "expires", "future", "correlation", "traceparent"]
 
 
+@pytest.mark.timeout(120 + 3 * FUZZ_EXAMPLES)  # each example runs against the live worker
 @settings(
     max_examples=FUZZ_EXAMPLES,
     deadline=None,
@@ -433,7 +434,7 @@ def test_fuzz_every_message_gets_one_outcome_and_results_agree(
 ) -> None:
     prefix = _uid("fz")
     template = snapshots[0].model_dump(mode="json")
-    drawn = data.draw(st.lists(_messages(template, live.queue, prefix), min_size=1, max_size=30))
+    drawn = data.draw(st.lists(_messages(template, live.queue, prefix), min_size=5, max_size=30))
     before = len(live.outcomes())
     live.push([item for item, _, _, _ in drawn])
     keys = {key for _, key, certain, _ in drawn if certain and key is not None}

@@ -66,3 +66,16 @@ def test_metrics_serves_the_registry_passed_in(server: HealthServer) -> None:
 
 def test_unknown_paths_are_404(server: HealthServer) -> None:
     assert _get(server, "/nope")[0] == 404
+
+
+def test_healthz_is_503_while_a_liveness_check_fails(server: HealthServer) -> None:
+    consumer_running = True
+    server.checks.register(
+        "consumer", lambda: CheckResult(consumer_running, "stopped: Boom"), liveness=True
+    )
+    assert _get(server, "/healthz")[0] == 200
+    assert _get(server, "/readyz")[0] == 503  # a liveness check is no readiness check
+    consumer_running = False
+    status, body = _get(server, "/healthz")
+    assert status == 503
+    assert json.loads(body) == {"status": "dead", "failing": {"consumer": "stopped: Boom"}}
