@@ -389,9 +389,12 @@ def _messages(
         delivery_info="x" if envelope_kind == "dinfo-string" else None,
         tag=7 if envelope_kind == "tag-number" else None,
     )
-    readable_id = id_kind == "same" and envelope_kind == "kombu"
+    # An envelope kombu cannot take is still answered under its header id when its headers
+    # are an object (docs/messages.md).
+    readable_id = id_kind == "same" and envelope_kind != "headers-list"
     valid = (
         readable_id
+        and envelope_kind == "kombu"
         and body_kind == "valid"
         and content_type == "application/json"
         and extra in {"none", "future", "correlation", "traceparent"}

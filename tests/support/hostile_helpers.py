@@ -81,11 +81,20 @@ class LiveWorker:
         return self.broker.llen(self.queue) == 0 and self.broker.hlen("unacked") == 0
 
     def wait_settled(self, keys: set[str], timeout_s: float = 60.0) -> None:
-        """Wait until the queue is drained and every key in ``keys`` has an outcome."""
+        """Wait until the queue is drained, every key in ``keys`` has an outcome, and no new
+        outcome has appeared for a second (an item that is no kombu envelope is in no
+        Redis record while the worker holds it)."""
         deadline = time.monotonic() + timeout_s
+        last: int | None = None
         while time.monotonic() < deadline:
-            if self.settled() and keys <= set(self.outcomes(keys)):
-                return
+            stored = self.outcomes()
+            if self.settled() and keys <= set(stored):
+                if last == len(stored):
+                    return
+                last = len(stored)
+                time.sleep(1.0)
+                continue
+            last = None
             time.sleep(0.1)
         missing = keys - set(self.outcomes(keys))
         raise AssertionError(
