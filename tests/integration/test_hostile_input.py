@@ -422,7 +422,7 @@ _BODY_KINDS = [
 _EXTRAS = ["task", "expires", "future", "correlation", "traceparent"]
 
 
-@pytest.mark.timeout(120 + 3 * FUZZ_EXAMPLES)  # each example runs against the live worker
+@pytest.mark.timeout(120 + 8 * FUZZ_EXAMPLES)  # each example runs against the live worker
 @settings(
     max_examples=FUZZ_EXAMPLES,
     deadline=None,
