@@ -348,22 +348,16 @@ def _breaker_check(app: ServiceApp) -> CheckResult:
     return CheckResult(state != "open", f"circuit breaker {state}")
 
 
-def _database_check(app: ServiceApp) -> CheckResult:
+def _store_check(app: ServiceApp, store: str) -> CheckResult:
+    """Readiness of one outcome store (``database`` or ``result_backend``)."""
     consumer = app.snapshot_consumer
     if consumer is None:
         return CheckResult(False, "no snapshot consumer")
-    if consumer.database_down:
-        return CheckResult(False, "database unavailable: consumption paused")
-    return CheckResult(True, "database writes succeeding")
-
-
-def _result_backend_check(app: ServiceApp) -> CheckResult:
-    consumer = app.snapshot_consumer
-    if consumer is None:
-        return CheckResult(False, "no snapshot consumer")
-    if consumer.backend_down:
-        return CheckResult(False, "result backend unavailable: consumption paused")
-    return CheckResult(True, "result backend writes succeeding")
+    down = consumer.database_down if store == "database" else consumer.backend_down
+    name = store.replace("_", " ")
+    if down:
+        return CheckResult(False, f"{name} unavailable: consumption paused")
+    return CheckResult(True, f"{name} writes succeeding")
 
 
 def _register_control(app: ServiceApp) -> None:
@@ -397,8 +391,8 @@ def _connect_signals(app: ServiceApp) -> None:
         if settings.worker.consume_snapshots and settings.worker.pool == "solo":
             app.health_checks.register("model", lambda: _model_check(app))
             app.health_checks.register("breaker", lambda: _breaker_check(app))
-            app.health_checks.register("database", lambda: _database_check(app))
-            app.health_checks.register("result_backend", lambda: _result_backend_check(app))
+            for store in ("database", "result_backend"):
+                app.health_checks.register(store, functools.partial(_store_check, app, store))
             app.health_checks.register("consumer", lambda: _consumer_alive(app), liveness=True)
         # `gnn-service worker` started it already; a worker started otherwise (tests) gets it
         # here, where Celery would only log a failure (signal receivers cannot stop a start).
