@@ -107,9 +107,7 @@ class Incoming:
         ``MAX_KEY_CHARS``); without an ``id`` header, the body's ``snapshot_id``; otherwise
         ``sha256:`` and the hash of the message's bytes.
         """
-        value = self.headers.get("id")
-        if value is None and self._data is not None:
-            value = self._data.get("snapshot_id")
+        value = self._claimed_id()
         if isinstance(value, str) and _usable_key(value):
             return value
         return f"sha256:{self.payload_sha256()}"
@@ -118,13 +116,18 @@ class Incoming:
     def shown_id(self) -> str | None:
         """The id this message claims, cut to ``MAX_KEY_CHARS`` and made printable (for
         dead-letter records and logs), or None."""
-        value = self.headers.get("id")
-        if value is None and self._data is not None:
-            value = self._data.get("snapshot_id")
+        value = self._claimed_id()
         if value is None:
             return None
         text = value if isinstance(value, str) else repr(value)
         return printable(text)[:MAX_KEY_CHARS] or None
+
+    def _claimed_id(self) -> Any:
+        """The header ``id``, else the decoded body's ``snapshot_id`` (any type, or None)."""
+        value = self.headers.get("id")
+        if value is None and self._data is not None:
+            value = self._data.get("snapshot_id")
+        return value
 
     @property
     def correlation_id(self) -> str | None:
