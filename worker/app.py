@@ -80,6 +80,11 @@ class ServiceApp(Celery):  # type: ignore[misc]  # Celery is untyped
             resources = ProcessResources(self.settings, metrics=self.metrics)
             resources.open()
             self.process_resources = resources
+            from worker.tracing import instrument_engine
+
+            # Before the consumer's thread first connects: adding the tracing hooks to an
+            # engine another thread is using races SQLAlchemy's event lists.
+            instrument_engine(resources.database.engine)
             if self.settings.worker.consume_snapshots and self.settings.worker.mode == "batched":
                 consumer = build_snapshot_consumer(self, resources)
                 resources.enter(consumer.stop)
@@ -404,11 +409,10 @@ def _connect_signals(app: ServiceApp) -> None:
             logger.info("worker ready", queues=[q.name for q in sender.task_consumer.queues])
 
     def on_process_init(**_: Any) -> None:
-        from worker.tracing import configure_tracing, instrument_engine
+        from worker.tracing import configure_tracing
 
         configure_tracing(settings)  # per process: after a fork, spans need their own exporter
-        resources = app.open_process_resources()
-        instrument_engine(resources.database.engine)
+        app.open_process_resources()  # traces its engine before the consumer starts
 
     def on_process_shutdown(**_: Any) -> None:
         from worker.tracing import shutdown_tracing
