@@ -21,13 +21,14 @@ run: setup  ## Run the service on the embedded default (no servers needed)
 test: setup  ## The full test suite (Redis/PostgreSQL tests skip without servers unless CI=true)
 	$(BIN)/pytest --durations=15
 
-lint: setup  ## ruff lint and format check, mypy --strict
+lint: setup  ## ruff lint and format check, mypy --strict, the package contracts
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 models: setup  ## Regenerate the bundled model and docs/models.md from fixed seeds (~7-12 min)
-	$(BIN)/python -m training.build_models
+	$(BIN)/python -m cli.build models
 
 format: setup
 	$(BIN)/ruff format .

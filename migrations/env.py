@@ -9,8 +9,8 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from worker.db.schema import metadata
-from worker.db.urls import prepare_database_url
+from service.db.schema import metadata
+from service.db.urls import prepare_database_url
 
 config = context.config
 
@@ -18,7 +18,7 @@ config = context.config
 def _database_url() -> str:
     url = config.attributes.get("database_url")
     if url is None:  # plain `alembic upgrade head`: read the service settings
-        from worker.settings import Settings
+        from service.settings import Settings
 
         url = Settings().database_url
     return prepare_database_url(str(url))

@@ -1,1 +1,1 @@
-"""Producer side of gnn-service: demo machines and data generation (``producer.demo``)."""
+"""Producer side of gnn-service: demo machines and data generation (``machines``)."""

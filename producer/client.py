@@ -33,13 +33,13 @@ from kombu.exceptions import ChannelError, ContentDisallowed, DecodeError, Opera
 from loguru import logger
 from prometheus_client import CollectorRegistry
 
-from producer.demo.catalog import builtin_spec
+from machines.catalog import builtin_spec
 from schemas import Diagnosis, Snapshot
 from schemas.result import DeadLettered, Diagnosed, ExpiredOutcome, parse_outcome
-from worker.admission import SpecResolver, admit, parse_snapshot
-from worker.app import TASK_DIAGNOSE, ServiceApp, create_app
-from worker.db.reader import DiagnosisReader
-from worker.errors import (
+from service.admission import SpecResolver, admit, parse_snapshot
+from service.celery_app import ServiceApp, create_service_app
+from service.db.reader import DiagnosisReader
+from service.errors import (
     BrokerUnavailable,
     DeadlineExceeded,
     InvalidInput,
@@ -47,17 +47,17 @@ from worker.errors import (
     QueueFull,
     RefusedContent,
 )
-from worker.messages import CORRELATION_HEADER, PUBLISHED_AT_HEADER
-from worker.metrics import ProducerMetrics
-from worker.results import release_result
-from worker.settings import Settings
-from worker.spans import (
+from service.metrics import ProducerMetrics
+from service.results import release_result
+from service.settings import Settings
+from service.spans import (
     ATTR_CORRELATION_ID,
     ATTR_MESSAGE_ID,
     ATTR_SNAPSHOT_ID,
     ATTR_SYSTEM_ID,
     publish_span,
 )
+from service.wire import CORRELATION_HEADER, PUBLISHED_AT_HEADER, TASK_DIAGNOSE
 
 
 @dataclass(frozen=True)
@@ -85,7 +85,7 @@ class ProducerClient:
         resolve_spec: SpecResolver = builtin_spec,
     ) -> None:
         self.settings = settings
-        self.app = app if app is not None else create_app(settings)
+        self.app = app if app is not None else create_service_app(settings)
         self.queue = settings.worker.queue
         self._resolve_spec = resolve_spec
         self._depth = 0

@@ -11,11 +11,11 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from machines.faults import FaultSpec
+from machines.generator import generate
+from machines.run import Run
+from machines.windows import windows
 from producer.client import ProducerClient
-from producer.demo.faults import FaultSpec
-from producer.demo.generator import generate
-from producer.demo.run import Run
-from producer.demo.windows import windows
 from schemas import Snapshot, SystemSpec
 
 #: Longest machine time simulated up front for a live stream; longer streams replay it.

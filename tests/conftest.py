@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from worker.embedded import EmbeddedRedis
+from service.embedded import EmbeddedRedis
 
 pytest_plugins = ["pipeline_fixtures"]  # tests/support: worker processes, models, clients
 
@@ -92,7 +92,7 @@ def postgres_server() -> str:
 @pytest.fixture
 def postgres_url(postgres_server: str) -> Iterator[str]:
     """A fresh, empty PostgreSQL database for one test (SQLAlchemy asyncpg URL)."""
-    from training.bench_report import scratch_database
+    from training.benchmarks.report import scratch_database
 
     with scratch_database(postgres_server, f"gnn_test_{uuid.uuid4().hex[:10]}") as url:
         yield url
@@ -110,7 +110,7 @@ def database_url(request: pytest.FixtureRequest, data_dir: Path) -> str:
 @pytest.fixture
 def migrated_database_url(database_url: str) -> str:
     """``database_url`` migrated to the head revision."""
-    from worker.db.migrate import upgrade
+    from service.db.migrate import upgrade
 
     upgrade(database_url)
     return database_url
@@ -126,7 +126,7 @@ def gnn_cli(tmp_path: Path) -> CliRunner:
     def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
         clean = {k: v for k, v in os.environ.items() if not k.startswith("GNN_")}
         return subprocess.run(
-            [sys.executable, "-m", "worker", *args],
+            [sys.executable, "-m", "cli", *args],
             env={**clean, **(env or {})},
             cwd=tmp_path,
             capture_output=True,

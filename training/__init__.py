@@ -1,12 +1,12 @@
 """Training, evaluation, packaging and benchmarks of the diagnosis model.
 
-Modules: :mod:`training.demo_data` (labelled windows from demo machines or run files),
-:mod:`training.objective` (the loss), :mod:`training.augment` (batch augmentations),
-:mod:`training.train` (the training loop), :mod:`training.residual_scale` (anomaly-score
+Modules: :mod:`training.data.demo` (labelled windows from demo machines or run files),
+:mod:`training.objective` (the loss), :mod:`training.data.augment` (batch augmentations),
+:mod:`training.fit` (the training loop), :mod:`training.residual_scale` (anomaly-score
 calibration), :mod:`training.metrics` (pure metric functions), :mod:`training.evaluate`
 (metrics of a model on windows), :mod:`training.pipeline` (data plans, fit and package),
 :mod:`training.build_models` (the bundled model) with :mod:`training.model_card`,
 :mod:`training.universality` (generalisation to an unseen machine), the benchmarks, and
-the commands in :mod:`training.cli` and :mod:`training.build_cli`. Importing this package
+the commands in :mod:`cli.train` and :mod:`cli.build`. Importing this package
 imports none of them.
 """

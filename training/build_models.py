@@ -1,6 +1,6 @@
 """Rebuild the bundled model from fixed seeds, evaluate it, and write its model card.
 
-``python -m training.build_models`` trains the ``universal`` model on every demo machine,
+``python -m cli.build models`` trains the ``universal`` model on every demo machine,
 evaluates it per machine on freshly generated data with a seed used neither for training nor
 for validation, runs the universality experiment (:mod:`training.universality`), and writes
 ``worker/model/bundled/universal.gnnckpt`` and ``docs/models.md``. Everything random is
@@ -17,8 +17,9 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Final
 
-from producer.demo import builtin_names
+from machines import builtin_names
 from training.evaluate import evaluate_windows
+from training.fit import ProgressCallback, TrainConfig
 from training.metrics import finite_or_none
 from training.model_card import render_model_card
 from training.pipeline import (
@@ -29,7 +30,6 @@ from training.pipeline import (
     package,
     training_record,
 )
-from training.train import ProgressCallback, TrainConfig
 from training.universality import holdout_experiment
 from worker.model import ModelConfig
 from worker.model.loader import CHECKPOINT_SUFFIX, library_versions, load_checkpoint
@@ -217,9 +217,3 @@ def build(
         model_card.write_text(render_model_card(report), encoding="utf-8")
         tell(f"wrote {model_card}")
     return report
-
-
-if __name__ == "__main__":
-    from training.build_cli import build_models_main
-
-    build_models_main()

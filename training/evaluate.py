@@ -7,7 +7,7 @@ Metrics (each per machine and pooled over machines):
 - ``health_mae`` over all components, ``health_mae_faulty`` over components with an active
   fault.
 - ``rul_mae_hours``: remaining useful life error in hours over components with an active
-  fault, both sides capped at :data:`producer.demo.RUL_CAP_HOURS`;
+  fault, both sides capped at :data:`machines.RUL_CAP_HOURS`;
   ``rul_mae_hours_developed`` over those whose fault is developed (health <= 0.6).
 - ``anomaly_auroc``: sensor anomaly score against "an active fault affects this sensor";
   ``anomaly_auroc_developed`` the same with only developed faults (effect >= 0.5, health
@@ -25,8 +25,8 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from producer.demo import FAILURE_HEALTH, RUL_CAP_HOURS
-from training.demo_data import LabelledWindow, collate_labelled
+from machines import FAILURE_HEALTH, RUL_CAP_HOURS
+from training.data.demo import LabelledWindow, collate_labelled
 from training.metrics import auroc, macro_f1, mean_absolute_error, rul_mae
 from worker.model import GraphBatch, ModelOutput, UniversalTemporalGNN
 

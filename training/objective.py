@@ -22,7 +22,7 @@ from dataclasses import dataclass, field, replace
 import torch
 from torch import Tensor
 
-from training.demo_data import LabelledBatch
+from training.data.demo import LabelledBatch
 from worker.model import LossWeights, ModelOutput, model_loss
 from worker.model.losses import fault_log_prob
 

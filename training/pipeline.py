@@ -13,12 +13,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from producer.demo import builtin_spec
+from machines import builtin_spec
 from schemas import SystemSpec
-from training.demo_data import DemoPlan, LabelledWindow, demo_windows
+from training.data.demo import DemoPlan, LabelledWindow, demo_windows
 from training.evaluate import evaluate_windows
+from training.fit import ProgressCallback, TrainConfig, TrainResult, train_model
 from training.metrics import finite_or_none
-from training.train import ProgressCallback, TrainConfig, TrainResult, train_model
 from worker.model import FeatureContract, ModelConfig, SpecGraphCache
 from worker.model.loader import CheckpointMetadata, save_checkpoint
 

@@ -9,7 +9,7 @@ from typing import Final
 import numpy as np
 import torch
 
-from training.demo_data import LabelledWindow, collate_labelled
+from training.data.demo import LabelledWindow, collate_labelled
 from worker.model import FeatureContract, UniversalTemporalGNN
 
 _MIN_SCALE: Final = 1e-4

@@ -6,8 +6,8 @@ some of its sensor kinds may be new to the model. The anomaly score needs no lab
 AUROC is the headline; the fault, health and remaining-life metrics are reported as well,
 for what they are worth on fault modes the model never saw.
 
-Run with ``python -m training.universality --holdout excavator`` (or as part of
-``python -m training.build_models``).
+Run with ``python -m cli.build universality --holdout excavator`` (or as part of
+``python -m cli.build models``).
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from producer.demo import builtin_names
+from machines import builtin_names
 from training.evaluate import evaluate_windows
+from training.fit import ProgressCallback, TrainConfig
 from training.pipeline import DataPlan, builtin_specs, contract_for, fit
-from training.train import ProgressCallback, TrainConfig
 from worker.model import ModelConfig
 
 
@@ -81,9 +81,3 @@ def holdout_experiment(
         "epochs_run": len(fitted.result.history),
         "seconds": round(time.perf_counter() - started, 1),
     }
-
-
-if __name__ == "__main__":
-    from training.build_cli import universality_main
-
-    universality_main()

@@ -1,15 +1,5 @@
-"""The Celery app factory: configured from Settings, nothing done at import time.
-
-``create_app(settings)`` returns a ``ServiceApp`` whose configuration encodes the delivery
-guarantees of the service (see docs/architecture.md, "Delivery"):
-
-- JSON only, for tasks and results; pickle is refused.
-- ``task_acks_late`` with ``task_reject_on_worker_lost``: a message is acknowledged after its
-  work is done, and requeued if the process running it dies. With idempotent writes this
-  gives each snapshot exactly one stored diagnosis.
-- A bounded prefetch, so that backlog stays visible in the queue for autoscalers.
-- A visibility timeout longer than any batch can run (enforced by Settings), so that a
-  vanished worker's messages are redelivered, and running ones are not.
+"""The worker node's Celery app: the service's configuration (:mod:`service.celery_app`) plus
+its tasks, remote-control commands, signal receivers and per-node state.
 
 Per-process resources are opened by ``worker_process_init`` (prefork children and the solo
 pool alike) and closed by ``worker_process_shutdown`` or, for the solo pool, by
@@ -21,32 +11,29 @@ from __future__ import annotations
 import functools
 from typing import TYPE_CHECKING, Any
 
-from celery import Celery, signals
+from celery import signals
 from loguru import logger
 from prometheus_client import CollectorRegistry
 
-from worker.embedded import EmbeddedRedis
-from worker.errors import BrokerUnavailable, ConfigurationError
+from service.celery_app import ServiceApp, resolve_urls
+from service.embedded import EmbeddedRedis
+from service.errors import ConfigurationError
+from service.logging import bind_context, configure_logging, unbind_context
+from service.metrics import ServiceMetrics
+from service.queue_collector import QueueCollector
+from service.settings import Settings
+from service.wire import CORRELATION_HEADER, PUBLISHED_AT_HEADER, TASK_DIAGNOSE, TASK_PING
 from worker.health import CheckResult, HealthChecks, HealthServer
-from worker.logging import bind_context, configure_logging, unbind_context
-from worker.messages import CORRELATION_HEADER, PUBLISHED_AT_HEADER
-from worker.metrics import ServiceMetrics
-from worker.queue_collector import QueueCollector
 from worker.resources import ProcessResources
-from worker.settings import Settings, mask_url
-from worker.signing import enable_signing
 
 if TYPE_CHECKING:  # the consumer brings torch; producers import this module without it
     from worker.consumer import SnapshotConsumer
-    from worker.db.registry import DatabaseRegistry
-
-TASK_PING = "gnn.ping"
-#: The snapshot task: one argument, the Snapshot as JSON; task id = snapshot id.
-TASK_DIAGNOSE = "gnn.diagnose"
+    from worker.model_store import DatabaseRegistry
 
 
-class ServiceApp(Celery):  # type: ignore[misc]  # Celery is untyped
-    """A Celery app that carries the service's settings and per-node state.
+class WorkerApp(ServiceApp):
+    """The app of a worker node: the service's Celery configuration plus this node's state
+    (health checks, metrics, the snapshot consumer of this process).
 
     Args:
         settings: The service settings.
@@ -55,10 +42,7 @@ class ServiceApp(Celery):  # type: ignore[misc]  # Celery is untyped
     """
 
     def __init__(self, settings: Settings, *, broker_url: str, backend_url: str) -> None:
-        super().__init__(
-            "gnn_service", broker=broker_url, backend=backend_url, set_as_current=False
-        )
-        self.settings = settings
+        super().__init__(settings, broker_url=broker_url, backend_url=backend_url)
         self.process_resources: ProcessResources | None = None
         self.health_checks = HealthChecks()
         self.metrics_registry = CollectorRegistry()
@@ -70,9 +54,6 @@ class ServiceApp(Celery):  # type: ignore[misc]  # Celery is untyped
         # Signal receivers are held here, weakly connected: they live as long as the app.
         self._receivers: list[Any] = []
 
-    def __repr__(self) -> str:
-        return f"ServiceApp(broker={mask_url(str(self.conf.broker_url))!r})"
-
     def open_process_resources(self) -> ProcessResources:
         """Create this process's resources (idempotent within one process): the event loop,
         then the snapshot consumer, which loads and warms the model on its own thread."""
@@ -80,7 +61,7 @@ class ServiceApp(Celery):  # type: ignore[misc]  # Celery is untyped
             resources = ProcessResources(self.settings, metrics=self.metrics)
             resources.open()
             self.process_resources = resources
-            from worker.tracing import instrument_engine
+            from service.tracing import instrument_engine
 
             # Before the consumer's thread first connects: adding the tracing hooks to an
             # engine another thread is using races SQLAlchemy's event lists.
@@ -92,29 +73,6 @@ class ServiceApp(Celery):  # type: ignore[misc]  # Celery is untyped
                 self.snapshot_consumer = consumer
                 consumer.start()
         return self.process_resources
-
-    def check_broker_login(self) -> None:
-        """Connect to the broker once, so that a broker refusing the credentials ends a
-        worker's start with one line instead of Celery's retries. A broker that cannot be
-        reached yet is left to Celery, which waits for it (``broker_connection_retry_on_
-        startup``): it may be starting too, while wrong credentials do not heal by waiting.
-
-        Raises:
-            BrokerUnavailable: The broker refused the login or the commands (Redis ACL).
-        """
-        from kombu.exceptions import OperationalError
-        from redis.exceptions import AuthenticationError, ResponseError
-
-        connection = self.connection_for_write()
-        try:
-            connection.ensure_connection(max_retries=0)
-        except OperationalError as exc:
-            if isinstance(exc.__cause__, AuthenticationError | ResponseError):
-                raise BrokerUnavailable(
-                    f"broker {mask_url(str(self.conf.broker_url))} refused the login: {exc}"
-                ) from exc
-        finally:
-            connection.release()
 
     def start_health_server(self) -> HealthServer:
         """Bind and serve this node's health endpoint (idempotent): the worker command calls
@@ -159,20 +117,9 @@ class ServiceApp(Celery):  # type: ignore[misc]  # Celery is untyped
             resources.close()
 
 
-def resolve_urls(settings: Settings) -> tuple[str, str]:
-    """Broker and result backend URLs; starts the embedded redis-server if one is needed."""
-    broker, backend = settings.broker.url, settings.result_backend.url
-    if broker is None or backend is None:
-        embedded = EmbeddedRedis(settings.data_dir)
-        embedded.ensure_running()
-        broker = broker or embedded.broker_url
-        backend = backend or embedded.backend_url
-    return broker, backend
-
-
-def build_snapshot_consumer(app: ServiceApp, resources: ProcessResources) -> SnapshotConsumer:
+def build_snapshot_consumer(app: WorkerApp, resources: ProcessResources) -> SnapshotConsumer:
     """The snapshot consumer of this process: model source, breaker and outcome store."""
-    from producer.demo.catalog import builtin_spec
+    from machines.catalog import builtin_spec
     from worker.breaker import CircuitBreaker
     from worker.consumer import SnapshotConsumer
     from worker.model_source import ModelSource
@@ -213,7 +160,7 @@ def build_snapshot_consumer(app: ServiceApp, resources: ProcessResources) -> Sna
 
 def model_registry(settings: Settings, resources: ProcessResources) -> DatabaseRegistry:
     """The model registry in the service database, on this process's event loop."""
-    from worker.db.registry import DatabaseRegistry
+    from worker.model_store import DatabaseRegistry
 
     return DatabaseRegistry(
         resources.database, run=resources.run, cache_dir=settings.data_dir / "model-cache"
@@ -233,48 +180,10 @@ def queue_collector(settings: Settings) -> QueueCollector:
     return QueueCollector(connect, [settings.worker.queue], published_header=PUBLISHED_AT_HEADER)
 
 
-def create_app(settings: Settings) -> ServiceApp:
-    """Build the Celery app for ``settings``."""
+def create_app(settings: Settings) -> WorkerApp:
+    """Build a worker node's Celery app for ``settings``."""
     broker_url, backend_url = resolve_urls(settings)
-    app = ServiceApp(settings, broker_url=broker_url, backend_url=backend_url)
-    worker = settings.worker
-    app.conf.update(
-        task_serializer="json",
-        result_serializer="json",
-        accept_content=["json"],
-        result_accept_content=["json"],
-        task_acks_late=True,
-        task_reject_on_worker_lost=True,
-        task_acks_on_failure_or_timeout=True,
-        worker_prefetch_multiplier=worker.prefetch_multiplier,
-        broker_transport_options={"visibility_timeout": settings.broker.visibility_timeout_s},
-        result_backend_transport_options={
-            "visibility_timeout": settings.broker.visibility_timeout_s
-        },
-        # A result backend that hangs rather than refuses must not hold a batch past its
-        # settle budget: each Redis call of the backend gives up after it.
-        redis_socket_timeout=worker.settle_budget_s,
-        redis_socket_connect_timeout=settings.broker.connect_timeout_s,
-        broker_connection_retry_on_startup=True,
-        broker_connection_timeout=settings.broker.connect_timeout_s,
-        result_expires=settings.result_backend.expires_s,
-        result_extended=True,
-        task_default_queue=worker.control_queue,
-        task_routes={
-            TASK_PING: {"queue": worker.control_queue},
-            TASK_DIAGNOSE: {"queue": worker.queue},
-        },
-        task_time_limit=worker.batch_hard_time_limit_s,
-        task_soft_time_limit=worker.batch_soft_time_limit_s,
-        worker_proc_alive_timeout=worker.process_init_timeout_s,
-        worker_hijack_root_logger=False,
-        worker_redirect_stdouts=False,
-        worker_send_task_events=worker.send_task_events,
-        task_send_sent_event=worker.send_task_events,
-        enable_utc=True,
-        timezone="UTC",
-    )
-    enable_signing(app, settings.security)  # producers sign when a key is configured
+    app = WorkerApp(settings, broker_url=broker_url, backend_url=backend_url)
     _register_tasks(app)
     if settings.worker.mode == "naive":
         _register_naive_task(app)
@@ -283,14 +192,14 @@ def create_app(settings: Settings) -> ServiceApp:
     return app
 
 
-def _register_naive_task(app: ServiceApp) -> None:
+def _register_naive_task(app: WorkerApp) -> None:
     """The naive baseline: one Celery task per snapshot, one forward each, result stored by
     Celery. Registered only with GNN_WORKER__MODE=naive, for the pipeline benchmark."""
     state: dict[str, Any] = {}
 
     @app.task(name=TASK_DIAGNOSE, bind=True, shared=False)  # type: ignore[untyped-decorator]
     def diagnose_one(self: Any, snapshot: dict[str, Any]) -> dict[str, Any]:
-        from producer.demo.catalog import builtin_spec
+        from machines.catalog import builtin_spec
         from worker.messages import Incoming
         from worker.model_source import ModelSource
         from worker.pipeline import BatchProcessor
@@ -315,7 +224,7 @@ def _register_naive_task(app: ServiceApp) -> None:
         return outcome
 
 
-def _register_tasks(app: ServiceApp) -> None:
+def _register_tasks(app: WorkerApp) -> None:
     @app.task(name=TASK_PING, bind=True, shared=False)  # type: ignore[untyped-decorator]
     def ping(self: Any) -> dict[str, Any]:
         """Prove the wiring: broker, worker, per-process resources, result backend."""
@@ -329,7 +238,7 @@ def _register_tasks(app: ServiceApp) -> None:
         }
 
 
-def _model_check(app: ServiceApp) -> CheckResult:
+def _model_check(app: WorkerApp) -> CheckResult:
     consumer = app.snapshot_consumer
     if consumer is None:
         return CheckResult(False, "no snapshot consumer")
@@ -338,14 +247,14 @@ def _model_check(app: ServiceApp) -> CheckResult:
     return CheckResult(consumer.ready, "" if consumer.ready else "loading and warming up")
 
 
-def _consumer_alive(app: ServiceApp) -> CheckResult:
+def _consumer_alive(app: WorkerApp) -> CheckResult:
     consumer = app.snapshot_consumer
     if consumer is not None and consumer.failed:
         return CheckResult(False, f"snapshot consumer stopped: {consumer.error or 'ended'}")
     return CheckResult(True)
 
 
-def _breaker_check(app: ServiceApp) -> CheckResult:
+def _breaker_check(app: WorkerApp) -> CheckResult:
     consumer = app.snapshot_consumer
     if consumer is None:
         return CheckResult(False, "no snapshot consumer")
@@ -353,7 +262,7 @@ def _breaker_check(app: ServiceApp) -> CheckResult:
     return CheckResult(state != "open", f"circuit breaker {state}")
 
 
-def _store_check(app: ServiceApp, store: str) -> CheckResult:
+def _store_check(app: WorkerApp, store: str) -> CheckResult:
     """Readiness of one outcome store (``database`` or ``result_backend``)."""
     consumer = app.snapshot_consumer
     if consumer is None:
@@ -365,7 +274,7 @@ def _store_check(app: ServiceApp, store: str) -> CheckResult:
     return CheckResult(True, f"{name} writes succeeding")
 
 
-def _register_control(app: ServiceApp) -> None:
+def _register_control(app: WorkerApp) -> None:
     from celery.worker.control import control_command
 
     @control_command(name="gnn_check_model")  # type: ignore[untyped-decorator]
@@ -378,7 +287,7 @@ def _register_control(app: ServiceApp) -> None:
         return {"ok": "model check requested"}
 
 
-def _connect_signals(app: ServiceApp) -> None:
+def _connect_signals(app: WorkerApp) -> None:
     settings = app.settings
     tokens: dict[str, Any] = {}
 
@@ -409,13 +318,13 @@ def _connect_signals(app: ServiceApp) -> None:
             logger.info("worker ready", queues=[q.name for q in sender.task_consumer.queues])
 
     def on_process_init(**_: Any) -> None:
-        from worker.tracing import configure_tracing
+        from service.tracing import configure_tracing
 
         configure_tracing(settings)  # per process: after a fork, spans need their own exporter
         app.open_process_resources()  # traces its engine before the consumer starts
 
     def on_process_shutdown(**_: Any) -> None:
-        from worker.tracing import shutdown_tracing
+        from service.tracing import shutdown_tracing
 
         app.close_process_resources()
         shutdown_tracing()
@@ -425,7 +334,7 @@ def _connect_signals(app: ServiceApp) -> None:
             return
         app.consumer_ready = False
         app.close_process_resources()  # the solo pool's resources live in this process
-        from worker.tracing import shutdown_tracing
+        from service.tracing import shutdown_tracing
 
         shutdown_tracing()  # flush the last batch's spans
         app.close_health_server()

@@ -49,20 +49,20 @@ from loguru import logger
 
 from schemas import DeadLetterReason
 from schemas.result import Diagnosed, ExpiredOutcome
-from worker import spans
+from service import spans
+from service.db.repositories import SavedCounts
+from service.errors import DatabaseUnavailable, TransientError
+from service.logging import log_context
+from service.metrics import ServiceMetrics
+from service.results import ResultBackendUnavailable, ResultWriter
+from service.settings import Settings
+from service.signing import SignatureVerifier
 from worker.breaker import BreakerState, CircuitBreaker
-from worker.db.repositories import SavedCounts
 from worker.engine import ModelRunner
-from worker.errors import DatabaseUnavailable, TransientError
 from worker.fetch import AtomicFetcher, acknowledge, touch
-from worker.logging import log_context
 from worker.messages import Incoming
-from worker.metrics import ServiceMetrics
 from worker.pipeline import BatchProcessor, BatchResult, Finished, Outcome, dead_letter
 from worker.resources import freeze_heap
-from worker.results import ResultBackendUnavailable, ResultWriter
-from worker.settings import Settings
-from worker.signing import SignatureVerifier
 from worker.storage import OutcomeStore
 
 RunnerLoader = Callable[[], ModelRunner]

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 from loguru import logger
 
-from worker.errors import ModelError
+from service.errors import ModelError
 from worker.model import (
     FeatureContract,
     GraphSample,

@@ -16,17 +16,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from schemas import DeadLetterReason
-from worker.admission import decode_body
-from worker.errors import InvalidInput
-from worker.settings import SecuritySettings
-from worker.signing import SIGNED_CONTENT_TYPE, SignatureVerifier
+from service.admission import decode_body
+from service.errors import InvalidInput
+from service.settings import SecuritySettings
+from service.signing import SIGNED_CONTENT_TYPE, SignatureVerifier
+from service.wire import CORRELATION_HEADER, PUBLISHED_AT_HEADER, TASK_DIAGNOSE
 
-#: Message header carrying the producer's correlation id to the worker.
-CORRELATION_HEADER = "gnn_correlation_id"
-#: Header set by our producers: publish time, seconds since the epoch (queue latency).
-PUBLISHED_AT_HEADER = "gnn_published_at"
-#: The task name every snapshot message carries in its ``task`` header.
-SNAPSHOT_TASK = "gnn.diagnose"
 #: Longest outcome key: a header ``id`` past it (the dead-letter record's limit) is not used
 #: as a key; the message is keyed by the hash of its bytes instead.
 MAX_KEY_CHARS = 256
@@ -198,10 +193,10 @@ class Incoming:
             )
         headers = self.headers
         task = headers.get("task")
-        if task != SNAPSHOT_TASK:
+        if task != TASK_DIAGNOSE:
             raise InvalidInput(
                 f"headers.task: {printable(repr(task))[:100]} is not the snapshot task "
-                f"{SNAPSHOT_TASK!r}",
+                f"{TASK_DIAGNOSE!r}",
                 reason=DeadLetterReason.INVALID_HEADER.value,
                 field="headers.task",
             )

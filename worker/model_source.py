@@ -7,13 +7,13 @@ from __future__ import annotations
 import torch
 from loguru import logger
 
-from producer.demo.catalog import builtin_names, builtin_spec
-from producer.demo.generator import generate
+from machines.catalog import builtin_names, builtin_spec
+from machines.generator import generate
+from service.settings import Settings
 from worker.engine import ModelRunner, resolve_device
 from worker.model import GraphSample, encode_window
 from worker.model.loader import load_checkpoint
 from worker.model.registry import ModelRegistry, resolve_model
-from worker.settings import Settings
 
 #: Machine time simulated per demo machine to build warm-up windows.
 _WARMUP_SIMULATED_S = 180.0

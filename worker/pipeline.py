@@ -17,14 +17,14 @@ from loguru import logger
 
 from schemas import DeadLetter, DeadLetterReason, Expired, Snapshot, SystemSpec, Timings
 from schemas.result import DeadLettered, Diagnosed, ExpiredOutcome
-from worker import spans
-from worker.admission import SpecResolver, admit, parse_snapshot
+from service import spans
+from service.admission import SpecResolver, admit, parse_snapshot
+from service.errors import InvalidInput, ModelError
+from service.settings import Settings
 from worker.engine import ModelRunner
-from worker.errors import InvalidInput, ModelError
 from worker.messages import Incoming, printable
 from worker.model import GraphSample, ModelOutput, encode_window
 from worker.postprocess import assemble, component_diagnoses
-from worker.settings import Settings
 
 Outcome = Diagnosed | ExpiredOutcome | DeadLettered
 

@@ -22,8 +22,8 @@ from schemas import (
     Snapshot,
     Timings,
 )
+from service.settings import DiagnosisSettings
 from worker.model import GraphSample, ModelOutput
-from worker.settings import DiagnosisSettings
 
 _COMPONENTS: TypeAdapter[list[ComponentDiagnosis]] = TypeAdapter(list[ComponentDiagnosis])
 

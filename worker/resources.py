@@ -19,9 +19,9 @@ from typing import Any, TypeVar
 
 from loguru import logger
 
-from worker.db.database import Database, LoopRunner, connected
-from worker.metrics import ServiceMetrics
-from worker.settings import Settings
+from service.db.database import Database, LoopRunner, connected
+from service.metrics import ServiceMetrics
+from service.settings import Settings
 
 T = TypeVar("T")
 

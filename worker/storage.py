@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from schemas import DeadLetter, Diagnosis, Expired, SystemSpec
 from schemas.result import DeadLettered, Diagnosed, ExpiredOutcome
-from worker.db.repositories import OutcomeRepository, SavedCounts
+from service.db.repositories import OutcomeRepository, SavedCounts
 from worker.pipeline import Finished, Outcome
 from worker.resources import ProcessResources
 

@@ -9,7 +9,7 @@
 // pushed), --digest sha256|sha384|sha512 (GNN_SECURITY__SIGNING_DIGEST of the workers,
 // default sha256). An encrypted key's password is read from GNN_SECURITY__SIGNING_KEY_PASSWORD.
 //
-// The format is Celery's `auth` serializer (docs/security.md, worker/signing.py):
+// The format is Celery's `auth` serializer (docs/security.md, service/signing.py):
 //   inner   = the protocol-2 task body [[snapshot], {}, {callbacks, errbacks, chain, chord}]
 //   signed  = base64( base64(signer) 0x00 0x01 base64(signature) 0x00 0x01
 //                     "application/json" 0x00 0x01 "utf-8" 0x00 0x01 inner )

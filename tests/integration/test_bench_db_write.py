@@ -15,7 +15,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from worker.db.migrate import upgrade
+from service.db.migrate import upgrade
 
 pytestmark = pytest.mark.integration
 

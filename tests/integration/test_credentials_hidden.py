@@ -15,9 +15,9 @@ from sqlalchemy.engine import make_url
 
 from producer.client import ProducerClient
 from schemas.result import Diagnosed
-from worker.errors import BrokerUnavailable
-from worker.launcher import WorkerProcess
-from worker.settings import Settings
+from service.errors import BrokerUnavailable
+from service.launcher import WorkerProcess
+from service.settings import Settings
 
 StartWorker = Callable[..., WorkerProcess]
 CliRunner = Callable[..., object]

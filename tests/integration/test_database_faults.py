@@ -21,12 +21,12 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from schemas import Diagnosis, Expired
 from schemas.diagnosis import ComponentDiagnosis
-from worker.db import schema as tables
-from worker.db.database import Database, LoopRunner, transient_cause
-from worker.db.migrate import upgrade
-from worker.db.repositories import OutcomeRepository, SavedCounts
-from worker.errors import DatabaseUnavailable
-from worker.settings import DatabaseSettings
+from service.db import schema as tables
+from service.db.database import Database, LoopRunner, transient_cause
+from service.db.migrate import upgrade
+from service.db.repositories import OutcomeRepository, SavedCounts
+from service.errors import DatabaseUnavailable
+from service.settings import DatabaseSettings
 
 Admin = Callable[[], contextlib.AbstractAsyncContextManager[asyncpg.Connection]]
 

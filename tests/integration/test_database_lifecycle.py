@@ -11,12 +11,12 @@ import asyncpg  # type: ignore[import-untyped]
 import pytest
 from sqlalchemy import text
 
-from worker.db.database import connected
-from worker.db.migrate import current_revision
-from worker.db.registry import open_registry
-from worker.db.repositories import OutcomeRepository
+from service.db.database import connected
+from service.db.migrate import current_revision
+from service.db.repositories import OutcomeRepository
+from service.settings import DatabaseSettings, Settings
+from worker.model_store import open_registry
 from worker.resources import ProcessResources
-from worker.settings import DatabaseSettings, Settings
 
 pytestmark = pytest.mark.postgres
 

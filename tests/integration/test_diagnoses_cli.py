@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from schemas import Diagnosis
-from worker.db.database import Database, LoopRunner
-from worker.db.migrate import upgrade
-from worker.db.repositories import OutcomeRepository
-from worker.settings import DatabaseSettings
+from service.db.database import Database, LoopRunner
+from service.db.migrate import upgrade
+from service.db.repositories import OutcomeRepository
+from service.settings import DatabaseSettings
 
 CliRunner = Callable[..., Any]
 

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from worker.launcher import free_port
+from service.launcher import free_port
 
 CliRunner = Callable[..., Any]
 
@@ -63,7 +63,7 @@ def test_flower_serves_only_with_the_configured_credentials(
     }
     log = (tmp_path / "flower.log").open("wb")
     process = subprocess.Popen(
-        [sys.executable, "-m", "worker", "flower"], env=env, stdout=log, stderr=log
+        [sys.executable, "-m", "cli", "flower"], env=env, stdout=log, stderr=log
     )
     url = f"http://127.0.0.1:{port}/"
     try:

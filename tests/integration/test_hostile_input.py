@@ -27,9 +27,9 @@ from hypothesis import strategies as st
 from pipeline_fixtures import register_and_activate
 from pipeline_helpers import demo_snapshots, task_body
 
-from producer.demo.catalog import builtin_spec
+from machines.catalog import builtin_spec
 from schemas import Snapshot
-from worker.launcher import WorkerProcess
+from service.launcher import WorkerProcess
 
 pytestmark = pytest.mark.integration
 
@@ -41,7 +41,7 @@ FUZZ_EXAMPLES = int(os.environ.get("GNN_FUZZ_EXAMPLES", "12"))
 def live(redis_server: str, postgres_server: str) -> Iterator[LiveWorker]:
     """One worker on default settings (but for its test queue, health port and log level),
     shared by every test of the module: each test's input lands on top of the last."""
-    from training.bench_report import scratch_database
+    from training.benchmarks.report import scratch_database
 
     data_dir = Path(tempfile.mkdtemp(prefix="gnn-"))
     suffix = uuid.uuid4().hex[:8]

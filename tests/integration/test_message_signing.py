@@ -13,8 +13,8 @@ from signing_helpers import make_identity
 
 from producer.client import ProducerClient
 from schemas.result import DeadLettered, Diagnosed
-from worker.launcher import WorkerProcess
-from worker.settings import Settings
+from service.launcher import WorkerProcess
+from service.settings import Settings
 
 StartWorker = Callable[..., WorkerProcess]
 

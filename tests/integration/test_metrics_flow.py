@@ -16,7 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from producer.client import ProducerClient
 from schemas.result import DeadLettered, Diagnosed
-from worker.launcher import WorkerProcess, free_port
+from service.launcher import WorkerProcess, free_port
 
 StartWorker = Callable[..., WorkerProcess]
 
@@ -103,7 +103,7 @@ def test_the_exporter_reports_depth_and_age_with_no_worker_running(
     client.submit_many(demo_snapshots(5, "exporter"))
     log = (tmp_path / "exporter.log").open("wb")
     process = subprocess.Popen(
-        [sys.executable, "-m", "worker", "exporter"], env=env, stdout=log, stderr=log
+        [sys.executable, "-m", "cli", "exporter"], env=env, stdout=log, stderr=log
     )
     try:
         deadline = time.monotonic() + 30

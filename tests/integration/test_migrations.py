@@ -1,5 +1,5 @@
 """Migrations apply from empty, re-run, downgrade and re-apply cleanly on SQLite and
-PostgreSQL, and leave exactly the schema that ``worker.db.schema`` declares."""
+PostgreSQL, and leave exactly the schema that ``service.db.schema`` declares."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from sqlalchemy import Column, Integer, MetaData, String, inspect
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from worker.db.migrate import alembic_config, current_revision, upgrade
-from worker.db.schema import metadata
+from service.db.migrate import alembic_config, current_revision, upgrade
+from service.db.schema import metadata
 
 T = TypeVar("T")
 BASELINE = "0001"

@@ -21,7 +21,7 @@ from pipeline_helpers import demo_snapshots, log_events, outcomes, publish_raw, 
 from producer.client import ProducerClient
 from schemas import load_spec
 from schemas.result import DeadLettered, Diagnosed, ExpiredOutcome
-from worker.launcher import WorkerProcess
+from service.launcher import WorkerProcess
 
 pytestmark = pytest.mark.integration
 
@@ -54,7 +54,7 @@ def test_each_snapshot_is_answered_exactly_once(
 
 
 def _components(system: str) -> set[str]:
-    from producer.demo.catalog import builtin_spec
+    from machines.catalog import builtin_spec
 
     return set(builtin_spec(system).component_ids)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from worker.embedded import EmbeddedRedis
+from service.embedded import EmbeddedRedis
 
 pytestmark = pytest.mark.integration
 

@@ -11,14 +11,13 @@ from typing import Any
 import pytest
 from kombu import Connection
 
+from machines.catalog import builtin_spec
 from producer.client import ProducerClient
-from producer.demo.catalog import builtin_spec
 from schemas import Expired, Snapshot
 from schemas.result import ExpiredOutcome
-from worker.app import TASK_DIAGNOSE
-from worker.errors import BrokerUnavailable, InvalidInput, QueueFull
-from worker.messages import CORRELATION_HEADER
-from worker.settings import Settings
+from service.errors import BrokerUnavailable, InvalidInput, QueueFull
+from service.settings import Settings
+from service.wire import CORRELATION_HEADER, TASK_DIAGNOSE
 
 pytestmark = pytest.mark.integration
 

@@ -16,7 +16,7 @@ import pytest
 from celery import Celery
 from signing_helpers import make_identity
 
-from worker.launcher import WorkerProcess
+from service.launcher import WorkerProcess
 
 StartWorker = Callable[..., WorkerProcess]
 

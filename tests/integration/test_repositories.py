@@ -11,15 +11,15 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from producer.demo.catalog import builtin_spec
+from machines.catalog import builtin_spec
 from schemas import DeadLetter, Diagnosis, Expired
 from schemas.diagnosis import ComponentDiagnosis, Contribution, RemainingLife, Timings
 from schemas.outcomes import DeadLetterReason
 from schemas.result import DeadLettered, Diagnosed, ExpiredOutcome
-from worker.db import schema as tables
-from worker.db.database import Database, LoopRunner
-from worker.db.repositories import MAX_ROWS_PER_STATEMENT, OutcomeRepository, SavedCounts
-from worker.settings import DatabaseSettings
+from service.db import schema as tables
+from service.db.database import Database, LoopRunner
+from service.db.repositories import MAX_ROWS_PER_STATEMENT, OutcomeRepository, SavedCounts
+from service.settings import DatabaseSettings
 
 T0 = datetime(2026, 11, 29, 8, 0, 0, 123456, tzinfo=UTC)
 SHA = "ab" * 32

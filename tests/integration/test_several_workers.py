@@ -23,7 +23,7 @@ from pipeline_helpers import (
 
 from producer.client import ProducerClient
 from schemas.result import Diagnosed
-from worker.launcher import WorkerProcess
+from service.launcher import WorkerProcess
 
 StartWorker = Callable[..., WorkerProcess]
 CliRunner = Callable[..., object]

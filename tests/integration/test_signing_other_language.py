@@ -22,11 +22,11 @@ from kombu import Connection
 from pipeline_helpers import demo_snapshots
 from signing_helpers import Identity, make_identity
 
-from worker.errors import InvalidInput
+from service.errors import InvalidInput
+from service.settings import SecuritySettings
+from service.signing import SIGNED_CONTENT_TYPE, SignatureVerifier
 from worker.fetch import AtomicFetcher
 from worker.messages import Incoming
-from worker.settings import SecuritySettings
-from worker.signing import SIGNED_CONTENT_TYPE, SignatureVerifier
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "docs" / "examples" / "sign_snapshot.mjs"

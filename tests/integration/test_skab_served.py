@@ -1,4 +1,4 @@
-"""A model trained on the SKAB pump rig (training/bench_skab.py, a small seeded run) is
+"""A model trained on the SKAB pump rig (training/benchmarks/skab/run.py, a small seeded run) is
 registered and served by a worker like any other version: a SKAB window, sent with the rig's
 spec inline, comes back diagnosed through the queue."""
 
@@ -14,8 +14,8 @@ from pipeline_fixtures import env_settings
 from producer.client import ProducerClient
 from schemas import Snapshot
 from schemas.result import Diagnosed
-from worker.db.registry import open_registry
-from worker.launcher import WorkerProcess
+from service.launcher import WorkerProcess
+from worker.model_store import open_registry
 
 StartWorker = Callable[..., WorkerProcess]
 
@@ -30,9 +30,9 @@ pytestmark = [
 def test_a_skab_model_serves_a_skab_snapshot_through_the_queue(
     start_worker: StartWorker, client: ProducerClient, pipeline_env: dict[str, str]
 ) -> None:
-    from training.bench_skab import SkabBenchConfig, run_skab_benchmark
-    from training.datasets.skab import SENSOR_COLUMNS, read_recording
-    from training.skab_report import save_model, serving_spec
+    from training.benchmarks.skab.dataset import SENSOR_COLUMNS, read_recording
+    from training.benchmarks.skab.report import save_model, serving_spec
+    from training.benchmarks.skab.run import SkabBenchConfig, run_skab_benchmark
 
     config = SkabBenchConfig(experiments=("valve1/0", "valve2/0"), epochs=1)
     run = run_skab_benchmark(config, SKAB)

@@ -21,7 +21,7 @@ from sqlalchemy.engine import make_url
 
 from producer.client import ProducerClient
 from schemas.result import Diagnosed
-from worker.launcher import WorkerProcess
+from service.launcher import WorkerProcess
 
 StartWorker = Callable[..., WorkerProcess]
 

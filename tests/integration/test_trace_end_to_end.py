@@ -17,9 +17,9 @@ from pipeline_helpers import demo_snapshots, outcomes
 
 from producer.client import ProducerClient
 from schemas.result import Diagnosed
-from worker.launcher import WorkerProcess
-from worker.settings import Settings
-from worker.tracing import configure_tracing, shutdown_tracing
+from service.launcher import WorkerProcess
+from service.settings import Settings
+from service.tracing import configure_tracing, shutdown_tracing
 
 StartWorker = Callable[..., WorkerProcess]
 

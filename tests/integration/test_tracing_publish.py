@@ -17,12 +17,12 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, get_current_span
 
+from machines.catalog import builtin_spec
 from producer.client import ProducerClient
-from producer.demo.catalog import builtin_spec
-from worker import tracing
+from service import tracing
+from service.settings import Settings
+from service.spans import SNAPSHOT_SPAN, end_snapshot_span, snapshot_context, start_snapshot_span
 from worker.app import create_app
-from worker.settings import Settings
-from worker.spans import SNAPSHOT_SPAN, end_snapshot_span, snapshot_context, start_snapshot_span
 
 pytestmark = pytest.mark.integration
 

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from worker.app import TASK_PING, create_app
-from worker.launcher import WorkerProcess
-from worker.messages import CORRELATION_HEADER
-from worker.results import release_result
-from worker.settings import Settings
+from service.launcher import WorkerProcess
+from service.results import release_result
+from service.settings import Settings
+from service.wire import CORRELATION_HEADER, TASK_PING
+from worker.app import create_app
 
 pytestmark = pytest.mark.integration
 

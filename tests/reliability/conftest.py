@@ -12,7 +12,7 @@ import pytest
 from pipeline_helpers import PersistentRedis
 from reliability_helpers import DEFAULTS, Reconciliation
 
-from worker.launcher import WorkerProcess
+from service.launcher import WorkerProcess
 
 StartWorker = Callable[..., WorkerProcess]
 

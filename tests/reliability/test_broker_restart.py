@@ -21,8 +21,8 @@ from reliability_helpers import (
 
 from producer.client import ProducerClient
 from schemas import Snapshot
-from worker.launcher import WorkerProcess
-from worker.settings import Settings
+from service.launcher import WorkerProcess
+from service.settings import Settings
 
 StartWorker = Callable[..., WorkerProcess]
 

@@ -23,7 +23,7 @@ from reliability_helpers import (
 )
 
 from producer.client import ProducerClient
-from worker.launcher import WorkerProcess
+from service.launcher import WorkerProcess
 
 StartWorker = Callable[..., WorkerProcess]
 

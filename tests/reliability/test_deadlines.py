@@ -12,7 +12,7 @@ from pipeline_helpers import demo_snapshots
 from reliability_helpers import LONG, Reconciliation, copies, wait_for_outcomes
 
 from producer.client import ProducerClient
-from worker.launcher import WorkerProcess
+from service.launcher import WorkerProcess
 
 StartWorker = Callable[..., WorkerProcess]
 

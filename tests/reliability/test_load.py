@@ -24,7 +24,7 @@ from reliability_helpers import (
 
 from producer.client import ProducerClient
 from schemas import Snapshot
-from worker.launcher import WorkerProcess
+from service.launcher import WorkerProcess
 
 StartWorker = Callable[..., WorkerProcess]
 
@@ -83,7 +83,7 @@ def test_overload_at_3x_the_drain_rate_engages_backpressure_and_loses_nothing(
     monkeypatch: pytest.MonkeyPatch,
     report: list[Reconciliation],
 ) -> None:
-    from worker.settings import Settings
+    from service.settings import Settings
 
     url = pipeline_env["GNN_DATABASE__URL"]
     # One worker with small batches: a drain that this test's own producer threads (one

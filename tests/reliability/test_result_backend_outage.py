@@ -16,7 +16,7 @@ from reliability_helpers import DEFAULTS, Reconciliation, copies, wait_for_outco
 
 from producer.client import ProducerClient
 from schemas.result import parse_outcome
-from worker.launcher import WorkerProcess
+from service.launcher import WorkerProcess
 
 StartWorker = Callable[..., WorkerProcess]
 

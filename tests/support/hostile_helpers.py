@@ -18,7 +18,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from schemas.result import parse_outcome
-from worker.launcher import WorkerProcess
+from service.launcher import WorkerProcess
 
 TASK = "gnn.diagnose"
 

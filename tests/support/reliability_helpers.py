@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from producer.client import ProducerClient
 from schemas import Snapshot
-from worker.settings import (
+from service.settings import (
     BatchingSettings,
     BreakerSettings,
     BrokerSettings,

@@ -22,7 +22,7 @@ import jsonschema
 import pytest
 import yaml
 
-from worker.settings import WorkerSettings
+from service.settings import WorkerSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "Dockerfile.worker"

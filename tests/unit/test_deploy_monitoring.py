@@ -3,7 +3,7 @@
 deploy/prometheus/prometheus.yml and alerts.yml and the Grafana dashboard and provisioning
 under deploy/grafana/ are written by hand. Every PromQL expression in them (alerts, recording
 rules, dashboard targets, dashboard variables) may only name series that a registry built by
-worker.metrics and worker.queue_collector expose (plus the recording rules' own names,
+service.metrics and service.queue_collector expose (plus the recording rules' own names,
 Prometheus' `up`, and Flower's families in the dashboard), and only label names that those
 families declare. No PyPI package
 ships promtool, so the expressions are read by the small PromQL lexer below, which also
@@ -24,9 +24,9 @@ import pytest
 import yaml
 from prometheus_client import REGISTRY, CollectorRegistry
 
-from worker.metrics import ServiceMetrics
-from worker.queue_collector import QueueCollector
-from worker.settings import ObservabilitySettings, SecuritySettings, WorkerSettings
+from service.metrics import ServiceMetrics
+from service.queue_collector import QueueCollector
+from service.settings import ObservabilitySettings, SecuritySettings, WorkerSettings
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 PROMETHEUS_CONFIG = DEPLOY / "prometheus" / "prometheus.yml"

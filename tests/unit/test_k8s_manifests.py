@@ -22,7 +22,7 @@ import pytest
 import yaml
 from pydantic import BaseModel
 
-from worker.settings import ENV_NESTED_DELIMITER, ENV_PREFIX, Settings, WorkerSettings
+from service.settings import ENV_NESTED_DELIMITER, ENV_PREFIX, Settings, WorkerSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s"

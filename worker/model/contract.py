@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any, Final
 
 from schemas.vocabulary import CONNECTION_TYPES, SENSOR_KINDS
-from worker.errors import ConfigurationError
+from service.errors import ConfigurationError
 
 UNKNOWN_COMPONENT_TYPE: Final = 0
 """Bucket reserved for component types the contract does not know."""

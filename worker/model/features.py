@@ -14,7 +14,7 @@ import numpy as np
 import numpy.typing as npt
 
 from schemas.outcomes import DeadLetterReason
-from worker.errors import InvalidInput
+from service.errors import InvalidInput
 from worker.model.batch import GraphSample
 from worker.model.contract import FeatureContract
 from worker.model.spec_graph import SpecGraph

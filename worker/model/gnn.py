@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from torch_geometric.nn import GATv2Conv
 from torch_geometric.utils import softmax
 
-from worker.errors import ConfigurationError
+from service.errors import ConfigurationError
 from worker.model.batch import GraphBatch
 from worker.model.contract import FeatureContract
 from worker.model.outputs import ModelOutput

@@ -36,7 +36,7 @@ import torch
 from torch import Tensor
 
 from schemas.vocabulary import CONNECTION_TYPES, SENSOR_KINDS
-from worker.errors import ConfigurationError
+from service.errors import ConfigurationError
 from worker.model.contract import FeatureContract
 from worker.model.gnn import ModelConfig, UniversalTemporalGNN
 

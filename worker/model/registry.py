@@ -1,6 +1,6 @@
 """Model versions: register checkpoints, activate one per name, roll back; find bundled ones.
 
-:class:`ModelRegistry` is the one interface; :class:`worker.db.registry.DatabaseRegistry`
+:class:`ModelRegistry` is the one interface; :class:`worker.model_store.DatabaseRegistry`
 implements it in the service database, so that every worker on every host sees the same
 active version. A worker asks :meth:`ModelRegistry.active_token` between batches, which is
 cheap, and reloads when the token changes; when no version is active it serves the
@@ -17,7 +17,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Final, Literal, Protocol
 
-from worker.errors import ConfigurationError
+from service.errors import ConfigurationError
 from worker.model.loader import CHECKPOINT_SUFFIX, read_manifest
 
 REGISTRY_FORMAT: Final = "gnn-service-model-registry"

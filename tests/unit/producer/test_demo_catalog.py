@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from producer.demo import UnknownMachineError, builtin_names, builtin_spec, is_builtin
+from machines import UnknownMachineError, builtin_names, builtin_spec, is_builtin
 from schemas import SystemSpec
 
 BUILT_IN = ["cnc_machine", "excavator", "industrial_robot", "injection_molding_machine"]

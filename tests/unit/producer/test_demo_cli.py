@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from producer.demo import read_run
-from producer.demo.cli import demo_app
+from cli.demo import demo_app
+from machines import read_run
 
 REPO = Path(__file__).resolve().parents[3]
 

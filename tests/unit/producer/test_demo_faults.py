@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from producer.demo import (
+from machines import (
     FAILURE_HEALTH,
     RUL_CAP_HOURS,
     DurationError,

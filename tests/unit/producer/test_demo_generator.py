@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from producer.demo import (
+from machines import (
     RUL_CAP_HOURS,
     FaultSpecError,
     GenerationError,
@@ -16,7 +16,7 @@ from producer.demo import (
     builtin_spec,
     generate,
 )
-from producer.demo.physics.generic import fault_direction
+from machines.physics.generic import fault_direction
 from schemas import load_spec
 
 REPO = Path(__file__).resolve().parents[3]

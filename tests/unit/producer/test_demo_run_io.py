@@ -8,8 +8,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from producer.demo import Run, RunFormatError, generate, read_run, write_run
-from producer.demo.run_io import CSV_PREFIX, PARQUET_METADATA_KEY
+from machines import Run, RunFormatError, generate, read_run, write_run
+from machines.run_io import CSV_PREFIX, PARQUET_METADATA_KEY
 
 
 @pytest.fixture(scope="module")

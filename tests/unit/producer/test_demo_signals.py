@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from producer.demo.signals import (
+from machines.signals import (
     Phase,
     cycle_schedule,
     first_order_lag,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from producer.demo import generate, windows
+from machines import generate, windows
 from schemas import Snapshot, SystemSpec, load_spec
 
 REPO = Path(__file__).resolve().parents[3]

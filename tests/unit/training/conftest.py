@@ -7,15 +7,15 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
-    from producer.demo import Run
-    from training.demo_data import LabelledWindow
+    from machines import Run
+    from training.data.demo import LabelledWindow
     from worker.model import FeatureContract, ModelConfig
 
 
 @pytest.fixture(scope="session")
 def leak_run() -> Run:
     """One simulated hour of the excavator; its pump starts leaking at 10 min, fails at 40."""
-    from producer.demo import generate
+    from machines import generate
 
     return generate(
         "excavator", duration_s=3600, faults=["pump_internal_leak@10m:linear:1:30m"], seed=3
@@ -25,7 +25,7 @@ def leak_run() -> Run:
 @pytest.fixture(scope="session")
 def contract() -> FeatureContract:
     """The default contract, knowing the excavator's component types."""
-    from producer.demo import builtin_spec
+    from machines import builtin_spec
     from training.pipeline import contract_for
 
     return contract_for([builtin_spec("excavator")])
@@ -34,7 +34,7 @@ def contract() -> FeatureContract:
 @pytest.fixture(scope="session")
 def leak_windows(leak_run: Run, contract: FeatureContract) -> list[LabelledWindow]:
     """The leak run cut every minute."""
-    from training.demo_data import label_windows
+    from training.data.demo import label_windows
 
     return label_windows(leak_run, contract, stride_s=60)
 
@@ -42,8 +42,8 @@ def leak_windows(leak_run: Run, contract: FeatureContract) -> list[LabelledWindo
 @pytest.fixture(scope="session")
 def other_windows(contract: FeatureContract) -> list[LabelledWindow]:
     """Half an hour of another seed with a filter clogging, cut every two minutes."""
-    from producer.demo import generate
-    from training.demo_data import label_windows
+    from machines import generate
+    from training.data.demo import label_windows
 
     run = generate(
         "excavator", duration_s=1800, faults=["filter_clogging@5m:exponential:1:20m"], seed=4

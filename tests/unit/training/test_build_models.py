@@ -3,8 +3,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from training.build_models import BuildPlan, build
+from training.fit import TrainConfig
 from training.pipeline import DataPlan
-from training.train import TrainConfig
 from worker.model import ModelConfig, load_checkpoint
 
 

@@ -8,21 +8,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from training.bench_cmapss import (
-    CmapssBenchConfig,
-    evaluation_set,
-    phm08_score,
-    rmse,
-    run_cmapss_benchmark,
-    validation_cuts,
-)
-from training.datasets.cmapss import (
+from training.benchmarks.cmapss.dataset import (
     SENSORS,
     engine_spec,
     read_cmapss,
     read_rul,
     rul_labels,
     split_units,
+)
+from training.benchmarks.cmapss.run import (
+    CmapssBenchConfig,
+    evaluation_set,
+    phm08_score,
+    rmse,
+    run_cmapss_benchmark,
+    validation_cuts,
 )
 
 # One FD001 row's 3 settings and 21 sensors (train_FD001.txt, unit 1, cycle 1).
@@ -274,7 +274,7 @@ def test_benchmark_refuses_a_test_file_without_its_rul_file(train_file: Path) ->
 def test_command_refuses_bad_input_naming_the_problem(train_file: Path, tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
-    from training.benchmark_cli import benchmark_app
+    from cli.benchmark import benchmark_app
 
     runner = CliRunner(env={"COLUMNS": "400"})  # error panels unwrapped
     alone = runner.invoke(benchmark_app, ["cmapss", "--train", str(train_file), "--test", "t"])

@@ -14,15 +14,10 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from training import bench_hydraulic
-from training.bench_hydraulic import (
-    BASELINE,
-    HydraulicBenchConfig,
-    component_labels,
-    run_hydraulic_benchmark,
-)
-from training.benchmark_cli import hydraulic
-from training.datasets.hydraulic import (
+from cli.benchmark import hydraulic
+from training.benchmarks.hydraulic import run as bench_hydraulic
+from training.benchmarks.hydraulic.baseline import cycle_features
+from training.benchmarks.hydraulic.dataset import (
     SENSORS,
     TARGET_NAMES,
     TARGETS,
@@ -33,9 +28,14 @@ from training.datasets.hydraulic import (
     label_indices,
     load_hydraulic,
 )
-from training.hydraulic_baseline import cycle_features
-from training.hydraulic_protocol import accuracy, grouped_folds, macro_f1, random_folds
-from training.hydraulic_report import plot_accuracy
+from training.benchmarks.hydraulic.protocol import accuracy, grouped_folds, macro_f1, random_folds
+from training.benchmarks.hydraulic.report import plot_accuracy
+from training.benchmarks.hydraulic.run import (
+    BASELINE,
+    HydraulicBenchConfig,
+    component_labels,
+    run_hydraulic_benchmark,
+)
 from worker.model import ModelConfig
 
 REAL_DATA = Path(__file__).resolve().parents[3].parent / "shared/data/uci_hydraulic_1hz"

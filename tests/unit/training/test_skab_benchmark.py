@@ -13,8 +13,7 @@ import pytest
 import torch
 
 from schemas.spec import load_spec
-from training.bench_skab import SkabBenchConfig, SkabRun, run_skab_benchmark
-from training.datasets.skab import (
+from training.benchmarks.skab.dataset import (
     ANOMALY_FREE_HEADER,
     EXPERIMENT_HEADER,
     EXPERIMENTS,
@@ -24,8 +23,9 @@ from training.datasets.skab import (
     spec_yaml,
     split,
 )
-from training.skab_report import plot_scores, result, save_model, serving_spec
-from training.skab_scoring import point_metrics, trailing_mean
+from training.benchmarks.skab.report import plot_scores, result, save_model, serving_spec
+from training.benchmarks.skab.run import SkabBenchConfig, SkabRun, run_skab_benchmark
+from training.benchmarks.skab.scoring import point_metrics, trailing_mean
 from worker.model import ModelConfig, load_checkpoint
 
 REAL_DATA = Path(__file__).resolve().parents[4] / "shared" / "data" / "skab"
@@ -169,7 +169,7 @@ def test_poisoned_test_rows_change_no_weight_range_scale_or_threshold(
 
 
 def test_pca_baseline_limits_come_from_the_prefix_only() -> None:
-    from training.skab_scoring import fit_pca
+    from training.benchmarks.skab.scoring import fit_pca
 
     rng = np.random.default_rng(1)
     values = LEVELS + NOISE * rng.standard_normal((120, 8))
@@ -241,7 +241,7 @@ def test_the_cli_reports_a_missing_data_directory_as_a_bad_parameter(
 ) -> None:
     from typer.testing import CliRunner
 
-    from training.benchmark_cli import benchmark_app
+    from cli.benchmark import benchmark_app
 
     monkeypatch.chdir(tmp_path)
     runner = CliRunner(env={"COLUMNS": "200"})
@@ -313,6 +313,6 @@ def test_the_real_files_parse_and_split_at_row_400() -> None:
     assert other2.labels is not None
     assert other2.labels[:400].any()
     spec = load_spec(
-        Path(__file__).resolve().parents[3] / "training/datasets/specs/skab_pump_rig.yaml"
+        Path(__file__).resolve().parents[3] / "training/benchmarks/skab/specs/skab_pump_rig.yaml"
     )
     assert spec == serving_spec(REAL_DATA)

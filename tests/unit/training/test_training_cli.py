@@ -7,7 +7,8 @@ import torch
 import typer
 from typer.testing import CliRunner, Result
 
-from training.cli import evaluate, models_app, train
+from cli.train import evaluate, models_app, train
+from service.settings import Settings
 from worker.model import (
     CheckpointMetadata,
     FeatureContract,
@@ -15,7 +16,6 @@ from worker.model import (
     UniversalTemporalGNN,
     save_checkpoint,
 )
-from worker.settings import Settings
 
 
 def _app(data_dir: Path) -> typer.Typer:

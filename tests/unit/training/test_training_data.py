@@ -5,8 +5,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from producer.demo import Run, builtin_spec, write_run
-from training.demo_data import (
+from machines import Run, builtin_spec, write_run
+from training.data.demo import (
     DemoPlan,
     LabelledWindow,
     collate_labelled,

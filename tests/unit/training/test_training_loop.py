@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from producer.demo import builtin_spec
-from training.demo_data import LabelledWindow, collate_labelled
+from machines import builtin_spec
+from training.data.demo import LabelledWindow, collate_labelled
 from training.evaluate import evaluate_windows
+from training.fit import TrainConfig, TrainProgress, train_model
 from training.pipeline import fit, package, training_record
-from training.train import TrainConfig, TrainProgress, train_model
 from worker.model import FeatureContract, ModelConfig, load_checkpoint
 
 FAST = TrainConfig(epochs=6, batch_size=12, learning_rate=5e-3, patience=6, threads=1)

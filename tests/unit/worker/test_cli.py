@@ -79,7 +79,7 @@ def assert_one_line(done: subprocess.CompletedProcess[str], status: int, *expect
 @pytest.fixture
 def nothing_listens() -> dict[str, str]:
     """Settings naming a broker, result backend and database on ports where nothing listens."""
-    from worker.launcher import free_port
+    from service.launcher import free_port
 
     redis_url = f"redis://:{PASSWORD}@127.0.0.1:{free_port()}"
     return {

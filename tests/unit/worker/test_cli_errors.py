@@ -7,8 +7,8 @@ from kombu.exceptions import OperationalError as KombuOperationalError
 from redis.exceptions import AuthenticationError
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from worker.cli_errors import ExitStatus, describe_failure, one_line
-from worker.errors import BrokerUnavailable, ConfigurationError
+from cli.errors import ExitStatus, describe_failure, one_line
+from service.errors import BrokerUnavailable, ConfigurationError
 
 
 def _raised_from(outer: Exception, cause: Exception) -> Exception:

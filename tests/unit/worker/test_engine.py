@@ -7,10 +7,10 @@ import textwrap
 import pytest
 import torch
 
-from producer.demo.catalog import builtin_spec
-from producer.demo.generator import generate
+from machines.catalog import builtin_spec
+from machines.generator import generate
+from service.errors import ModelError
 from worker.engine import ModelRunner, is_out_of_memory, resolve_device
-from worker.errors import ModelError
 from worker.model import (
     FeatureContract,
     ModelConfig,
@@ -24,8 +24,8 @@ from worker.model import (
 _OOM_SCRIPT = textwrap.dedent(
     """
     import json, resource, torch
-    from producer.demo.catalog import builtin_spec
-    from producer.demo.generator import generate
+    from machines.catalog import builtin_spec
+    from machines.generator import generate
     from worker.engine import ModelRunner
     from worker.model import FeatureContract, ModelConfig, SpecGraph, UniversalTemporalGNN, encode_window
 

@@ -4,16 +4,15 @@ import pytest
 import redis
 from kombu.exceptions import OperationalError
 
-from worker.errors import (
+from service.disposition import Disposition, disposition
+from service.errors import (
     BrokerUnavailable,
     ConfigurationError,
     DatabaseUnavailable,
     DeadlineExceeded,
-    Disposition,
     InvalidInput,
     ModelError,
     QueueFull,
-    disposition,
 )
 
 

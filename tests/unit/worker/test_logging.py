@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 from loguru import logger
 
-from worker.logging import bind_context, configure_logging, log_context, unbind_context
+from service.logging import bind_context, configure_logging, log_context, unbind_context
 
 
 @pytest.fixture

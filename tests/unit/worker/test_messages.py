@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from worker.errors import InvalidInput
+from service.errors import InvalidInput
+from service.settings import SecuritySettings
 from worker.messages import MAX_KEY_CHARS, Incoming
-from worker.settings import SecuritySettings
 
 BODY = json.dumps([[{"snapshot_id": "s-1"}], {}, {}]).encode()
 

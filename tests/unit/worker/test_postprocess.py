@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
+from service.settings import DiagnosisSettings
 from worker.postprocess import status_of
-from worker.settings import DiagnosisSettings
 
 
 @pytest.mark.parametrize(
@@ -33,9 +33,9 @@ def test_diagnoses_built_without_validation_still_satisfy_the_schema() -> None:
 
     import torch
 
-    from producer.demo.catalog import builtin_spec
-    from producer.demo.generator import generate
-    from producer.demo.windows import windows
+    from machines.catalog import builtin_spec
+    from machines.generator import generate
+    from machines.windows import windows
     from schemas import Diagnosis, Timings
     from worker.engine import ModelRunner
     from worker.model import FeatureContract, ModelConfig, UniversalTemporalGNN, encode_window

@@ -6,9 +6,9 @@ from typing import Any
 import pytest
 from sqlalchemy import event, text
 
-from worker.db.migrate import current_revision
+from service.db.migrate import current_revision
+from service.settings import Settings
 from worker.resources import ProcessResources, ResourceState
-from worker.settings import Settings
 
 
 async def _answer() -> int:

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from pydantic_settings import SettingsError
 
+from service.settings import Settings
 from worker.app import create_app
-from worker.settings import Settings
 
 CliRunner = Callable[..., subprocess.CompletedProcess[str]]
 
@@ -101,7 +101,7 @@ def test_unreachable_servers_end_with_one_line_and_no_password(
 ) -> None:
     done = gnn_cli(*args, env=UNREACHABLE)
     output = done.stdout + done.stderr
-    assert done.returncode == 3, output  # a server that cannot be reached (worker/cli_errors.py)
+    assert done.returncode == 3, output  # a server that cannot be reached (cli/errors.py)
     assert expected in output
     assert "Traceback" not in output
     assert PASSWORD not in output

@@ -6,9 +6,9 @@ from types import SimpleNamespace
 import redis
 from prometheus_client import CollectorRegistry
 
-from worker.metrics import ServiceMetrics, family_names
-from worker.metrics_doc import metrics_doc
-from worker.queue_collector import QueueCollector
+from service.metrics import ServiceMetrics, family_names
+from service.metrics_doc import metrics_doc
+from service.queue_collector import QueueCollector
 
 
 def _value(registry: CollectorRegistry, name: str, **labels: str) -> float:

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from worker.settings import Settings, describe_error, env_name, mask_url
+from service.settings import Settings, describe_error, env_name, mask_url
 
 
 @pytest.fixture(autouse=True)
@@ -97,7 +97,7 @@ def test_settings_are_frozen() -> None:
 
 
 def test_configuration_doc_is_current() -> None:
-    from worker.settings_doc import configuration_doc
+    from service.settings_doc import configuration_doc
 
     doc = Path(__file__).parents[3] / "docs" / "configuration.md"
     assert doc.read_text() == configuration_doc(), "run: gnn-service config docs"

@@ -10,10 +10,10 @@ import pytest
 from kombu.serialization import dumps
 from signing_helpers import APP_SERVERS, Identity, make_identity
 
+from service.errors import ConfigurationError, InvalidInput
+from service.settings import SecuritySettings, Settings
+from service.signing import SIGNED_CONTENT_TYPE, SignatureVerifier
 from worker.app import create_app
-from worker.errors import ConfigurationError, InvalidInput
-from worker.settings import SecuritySettings, Settings
-from worker.signing import SIGNED_CONTENT_TYPE, SignatureVerifier
 
 BODY = [[{"snapshot_id": "s-1"}], {}, {"callbacks": None}]
 
@@ -139,7 +139,7 @@ def test_a_captured_signed_body_cannot_be_replayed_under_another_id_or_deadline(
 
     from pipeline_helpers import demo_snapshots
 
-    from worker.admission import parse_snapshot
+    from service.admission import parse_snapshot
     from worker.messages import Incoming
     from worker.pipeline import check_id, deadline_of
 

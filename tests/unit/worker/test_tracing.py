@@ -28,11 +28,11 @@ from opentelemetry.trace import SpanKind, StatusCode, format_span_id, format_tra
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from worker import tracing
-from worker.errors import ConfigurationError
-from worker.logging import configure_logging
-from worker.settings import Settings
-from worker.spans import (
+from service import tracing
+from service.errors import ConfigurationError
+from service.logging import configure_logging
+from service.settings import Settings
+from service.spans import (
     BATCH_SPAN,
     SNAPSHOT_SPAN,
     STAGES,

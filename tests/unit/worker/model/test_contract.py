@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from worker.errors import ConfigurationError
+from service.errors import ConfigurationError
 from worker.model.contract import UNKNOWN_COMPONENT_TYPE, FeatureContract
 
 

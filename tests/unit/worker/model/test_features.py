@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from schemas.spec import SystemSpec, parse_spec
-from worker.errors import InvalidInput
+from service.errors import InvalidInput
 from worker.model.contract import FeatureContract
 from worker.model.features import encode_window
 from worker.model.spec_graph import SpecGraph

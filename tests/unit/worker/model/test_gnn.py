@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from schemas.spec import SystemSpec, parse_spec
-from worker.errors import ConfigurationError
+from service.errors import ConfigurationError
 from worker.model import (
     FeatureContract,
     GraphBatch,

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from schemas.spec import SystemSpec
-from worker.errors import ConfigurationError
+from service.errors import ConfigurationError
 from worker.model import (
     CheckpointError,
     CheckpointMetadata,

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from worker.db.database import Database, LoopRunner
-from worker.db.registry import DatabaseRegistry
+from service.db.database import Database, LoopRunner
+from service.settings import DatabaseSettings
 from worker.model import (
     CheckpointError,
     CheckpointMetadata,
@@ -27,7 +27,7 @@ from worker.model import (
     resolve_model,
     save_checkpoint,
 )
-from worker.settings import DatabaseSettings
+from worker.model_store import DatabaseRegistry
 
 CONTRACT = FeatureContract()
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F  # noqa: N812 - the conventional alias
 
-from worker.errors import ConfigurationError
+from service.errors import ConfigurationError
 from worker.model import FeatureContract, ModelConfig, UniversalTemporalGNN
 from worker.model.temporal import WINDOW_STATISTICS, TemporalEncoder, window_statistics
 

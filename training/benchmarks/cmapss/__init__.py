@@ -1,0 +1,1 @@
+"""The cmapss benchmark: data-set adapter, protocol run and report."""

@@ -1,0 +1,1 @@
+"""The hydraulic benchmark: data-set adapter, protocol run and report."""

@@ -1,0 +1,1 @@
+"""The skab benchmark: data-set adapter, protocol run and report."""

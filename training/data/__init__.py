@@ -1,0 +1,1 @@
+"""Training data: the demo machines' labelled windows and the augmentations."""

@@ -1,5 +1,0 @@
-"""``python -m worker`` runs the gnn-service CLI."""
-
-from worker.cli import main
-
-main()
