@@ -5,9 +5,9 @@ under deploy/grafana/ are written by hand. Every PromQL expression in them (aler
 rules, dashboard targets, dashboard variables) may only name series that a registry built by
 service.metrics and service.queue_collector expose (plus the recording rules' own names,
 Prometheus' `up`, and Flower's families in the dashboard), and only label names that those
-families declare. No PyPI package
-ships promtool, so the expressions are read by the small PromQL lexer below, which also
-rejects unknown function names; the lexer has tests of its own.
+families declare. No PyPI package ships promtool, so the expressions are read by
+promql-parser (Prometheus' own grammar, ported to Rust), which also rejects unknown function
+names; what this file collects from its syntax tree has tests of its own.
 """
 
 from __future__ import annotations
@@ -16,10 +16,12 @@ import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from itertools import chain
 from pathlib import Path
 from typing import Any
 from unittest import mock
 
+import promql_parser
 import pytest
 import yaml
 from prometheus_client import REGISTRY, CollectorRegistry
@@ -34,38 +36,17 @@ DASHBOARD = DEPLOY / "grafana" / "dashboards" / "gnn-service.json"
 GRAFANA_DATASOURCES = DEPLOY / "grafana" / "provisioning" / "datasources" / "prometheus.yml"
 GRAFANA_DASHBOARDS = DEPLOY / "grafana" / "provisioning" / "dashboards" / "gnn-service.yml"
 
-# PromQL (Prometheus 2 and 3) ----------------------------------------------------------------
+# PromQL ----------------------------------------------------------------------------------
 
-_AGGREGATION_NAMES = """sum min max avg group stddev stdvar count count_values bottomk topk
-quantile limitk limit_ratio"""
-_FUNCTION_NAMES = """abs absent absent_over_time acos acosh asin asinh atan atanh avg_over_time
-ceil changes clamp clamp_max clamp_min cos cosh count_over_time day_of_month day_of_week
-day_of_year days_in_month deg delta deriv double_exponential_smoothing exp floor histogram_avg
-histogram_count histogram_fraction histogram_quantile histogram_stddev histogram_stdvar
-histogram_sum holt_winters hour idelta increase irate label_join label_replace last_over_time
-ln log10 log2 mad_over_time max_over_time min_over_time minute month pi predict_linear
-present_over_time quantile_over_time rad rate resets round scalar sgn sin sinh sort
-sort_by_label sort_by_label_desc sort_desc sqrt stddev_over_time stdvar_over_time
-sum_over_time tan tanh time timestamp vector year"""
-AGGREGATIONS = frozenset(_AGGREGATION_NAMES.split())
-FUNCTIONS = frozenset(_FUNCTION_NAMES.split())
-GROUPING = frozenset({"by", "without", "on", "ignoring", "group_left", "group_right"})
-KEYWORDS = frozenset(
-    {"and", "or", "unless", "bool", "offset", "atan2", "inf", "nan", "start", "end"}
+#: A PromQL string literal, kept as it is (a variable in a label value parses), or a Grafana
+#: variable outside one ($queue, ${job:regex}, $__rate_interval), which does not.
+STRING_OR_VARIABLE = re.compile(
+    r""""(?:\\.|[^"\\])*"|'(?:\\.|[^'\\])*'|`[^`]*`|\$\{(\w+)[^}]*\}|\$(\w+)"""
 )
-
-TOKEN = re.compile(
-    r"""
-      (?P<space>\s+)
-    | (?P<string>"(?:\\.|[^"\\])*"|'(?:\\.|[^'\\])*'|`[^`]*`)
-    | (?P<range>\[[^\]]*\])
-    | (?P<number>(?:0[xX][0-9a-fA-F]+|(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)(?:ms|[smhdwy])*)
-    | (?P<variable>\$\{[^}]*\}|\$\w+)
-    | (?P<ident>[A-Za-z_:][A-Za-z0-9_:]*)
-    | (?P<op>=~|!~|!=|==|<=|>=|[-+*/%^<>=(){},@])
-    """,
-    re.VERBOSE,
-)
+#: What such a variable becomes before parsing: a duration, which PromQL also reads as a
+#: number, so it stands in for a range, an offset or a scalar argument alike. A variable in
+#: a label position (`by ($label)`) stays unparsable: nothing could check it.
+VARIABLE_STAND_IN = "5m"
 
 
 @dataclass
@@ -83,106 +64,45 @@ class Query:
         return {name for name, _ in self.selectors}
 
 
-def tokens(expr: str) -> list[tuple[str, str]]:
-    """PromQL tokens of ``expr`` (kind, text), without white space; ValueError on junk."""
-    out: list[tuple[str, str]] = []
-    position = 0
-    while position < len(expr):
-        match = TOKEN.match(expr, position)
-        if match is None:
-            raise ValueError(f"cannot read PromQL at {expr[position:]!r}")
-        kind = match.lastgroup
-        assert kind is not None
-        if kind != "space":
-            out.append((kind, match.group()))
-        position = match.end()
-    return out
-
-
-def _label_list(toks: list[tuple[str, str]], start: int) -> tuple[list[str], int]:
-    """Identifiers of the parenthesised list at ``toks[start]`` and the index after it."""
-    labels: list[str] = []
-    i = start + 1
-    while i < len(toks) and toks[i][1] != ")":
-        if toks[i][0] == "ident":
-            labels.append(toks[i][1])
-        i += 1
-    return labels, i + 1
-
-
-def _selector(toks: list[tuple[str, str]], start: int) -> tuple[dict[str, str], int]:
-    """Label matchers of the ``{...}`` at ``toks[start]`` (name -> raw value) and the index
-    after it."""
-    matchers: dict[str, str] = {}
-    i = start + 1
-    while i < len(toks) and toks[i][1] != "}":
-        kind, text = toks[i]
-        if kind == "ident" and i + 2 < len(toks) and toks[i + 1][1] in {"=", "!=", "=~", "!~"}:
-            matchers[text] = toks[i + 2][1]
-            i += 3
-        elif text == ",":
-            i += 1
-        else:
-            raise ValueError(f"cannot read the label matcher at {text!r}")
-    return matchers, i + 1
+def _stand_in(match: re.Match[str]) -> str:
+    return match[0] if match[1] is None and match[2] is None else VARIABLE_STAND_IN
 
 
 def parse(expr: str) -> Query:
-    """Metric names with their selector labels, grouping labels, variables and errors of
-    ``expr``: an identifier followed by ``(`` is a function (it must be known), one in a
-    grouping clause is a label, a keyword is skipped, and any other is a metric name."""
-    query = Query()
+    """Metric names with their selector labels, grouping labels, Grafana variables and
+    errors of ``expr``, read from promql_parser's syntax tree once the variables outside
+    strings are replaced; an expression it cannot parse is an error that quotes it."""
+    query = Query(variables=set(re.findall(r"\$\{?(\w+)", expr)))
     try:
-        toks = tokens(expr)
+        tree = promql_parser.parse(STRING_OR_VARIABLE.sub(_stand_in, expr))
     except ValueError as exc:
-        query.errors.append(str(exc))
+        query.errors.append(f"cannot parse {expr!r}: {exc}")
         return query
-    for kind, text in toks:
-        if kind == "variable":
-            query.variables.add(text.strip("${}").split(":")[0])
-        elif kind in {"range", "string"}:
-            query.variables.update(re.findall(r"\$\{?(\w+)", text))
-    i = 0
-    while i < len(toks):
-        kind, text = toks[i]
-        if kind == "op" and text == "{":  # a selector without a metric name
-            matchers, i = _selector(toks, i)
-            name = matchers.pop("__name__", "").strip("\"'`")
-            if not re.fullmatch(r"[A-Za-z_:][A-Za-z0-9_:]*", name):
-                query.errors.append(f"selector without a plain metric name: {matchers}")
-            query.selectors.append((name, frozenset(matchers)))
-        elif kind == "ident":
-            i = _identifier(toks, i, query)
-            continue
-        i += 1
+    promql_parser.walk(tree, lambda node: _collect(node, query))
     return query
 
 
-def _identifier(toks: list[tuple[str, str]], i: int, query: Query) -> int:
-    """Read the identifier at ``toks[i]`` into ``query``; the index of the next token."""
-    text = toks[i][1]
-    lowered = text.lower()
-    following = toks[i + 1][1] if i + 1 < len(toks) else ""
-    if lowered in GROUPING:
-        if following != "(":
-            return i + 1
-        labels, after = _label_list(toks, i + 1)
-        query.grouping.update(labels)
-        if lowered == "by":
-            query.by.update(labels)
-        return after
-    if lowered in KEYWORDS and following != "(":
-        return i + 1
-    if following == "(" or (lowered in AGGREGATIONS and following.lower() in GROUPING):
-        if lowered not in FUNCTIONS | AGGREGATIONS:
-            query.errors.append(f"unknown function {text}")
-        return i + 1
-    if following == "{":
-        matchers, after = _selector(toks, i + 1)
-        query.selectors.append((text, frozenset(matchers) - {"__name__"}))
-        return after
-    query.selectors.append((text, frozenset()))
-    return i + 1
+def _collect(node: promql_parser.Expr, query: Query) -> None:
+    """Read one node into ``query``. walk() also visits the VectorSelector inside every
+    MatrixSelector and subquery, so selectors are read there alone."""
+    if isinstance(node, promql_parser.VectorSelector):
+        matchers = [*node.matchers.matchers, *chain.from_iterable(node.matchers.or_matchers)]
+        name = node.name
+        if name is None:  # {__name__="..."}
+            by_name = [m for m in matchers if m.name == "__name__"]
+            if len(by_name) != 1 or by_name[0].op != promql_parser.MatchOp.Equal:
+                query.errors.append(f"selector without a plain metric name: {node}")
+                return
+            name = by_name[0].value
+        query.selectors.append((name, frozenset(m.name for m in matchers) - {"__name__"}))
+    elif isinstance(node, promql_parser.AggregateExpr) and node.modifier is not None:
+        query.grouping.update(node.modifier.labels)  # by (...) or without (...)
+        if node.modifier.type == promql_parser.AggModifierType.By:
+            query.by.update(node.modifier.labels)
+    elif isinstance(node, promql_parser.BinaryExpr) and node.modifier is not None:
+        if node.modifier.matching is not None:  # on (...) or ignoring (...)
+            query.grouping.update(node.modifier.matching.labels)
+        query.grouping.update(node.modifier.group_labels or ())  # group_left/right (...)
 
 
 # What the service exposes ---------------------------------------------------------------
@@ -379,10 +299,46 @@ def templated_labels(text: str, pattern: str) -> set[str]:
     return set(re.findall(pattern, text))
 
 
-# The lexer ------------------------------------------------------------------------------
+def rule_problems(
+    every_rule: list[dict[str, Any]], series: dict[str, frozenset[str]]
+) -> dict[str, list[str]]:
+    """What is wrong with each rule's expression, by alert or record name; clean ones left out."""
+    found = {
+        rule.get("alert") or rule["record"]: problems(rule["expr"], series) for rule in every_rule
+    }
+    return {name: items for name, items in found.items() if items}
 
 
-def test_the_lexer_finds_metrics_labels_and_grouping() -> None:
+def dashboard_problems(
+    board: dict[str, Any], series: dict[str, frozenset[str]]
+) -> dict[str, list[str]]:
+    """What is wrong with each dashboard target, by "panel title / refId": the expression,
+    its variables, the labels its legend uses, and Flower and service series mixed."""
+    variables = {var["name"] for var in board["templating"]["list"]}
+    flower = set(flower_series())
+    found: dict[str, list[str]] = {}
+    for panel in panels(board):
+        for target in panel.get("targets", []):
+            query = parse(target["expr"])
+            items = problems(target["expr"], series)
+            undefined = {v for v in query.variables if not v.startswith("__")} - variables
+            if undefined:
+                items.append(f"undefined variables {sorted(undefined)}")
+            legend = templated_labels(target.get("legendFormat", ""), r"\{\{\s*(\w+)\s*\}\}")
+            missing = legend - output_labels(query, series)
+            if missing:
+                items.append(f"legend uses labels the query lacks: {sorted(missing)}")
+            if query.metrics & flower and query.metrics - flower:
+                items.append("Flower and service series in one query")
+            if items:
+                found[f"{panel['title']} / {target['refId']}"] = items
+    return found
+
+
+# The parser -----------------------------------------------------------------------------
+
+
+def test_the_parser_finds_metrics_labels_grouping_and_variables() -> None:
     query = parse(
         'histogram_quantile(0.95, sum by (job, le) (rate(gnn_end_to_end_seconds_bucket{job=~"$job",'
         ' instance!=""}[$__rate_interval] offset 5m))) > 1e3 and on (job) absent(up) or vector(1)'
@@ -397,19 +353,43 @@ def test_the_lexer_finds_metrics_labels_and_grouping() -> None:
     assert query.variables == {"job", "__rate_interval"}
 
 
+def test_the_parser_reads_every_clause_that_names_labels() -> None:
+    query = parse(
+        'max_over_time(sum without (device) (gnn_model_info{version!="" or device="cpu"})'
+        "[${__range}:1m]) * ignoring (version) group_left (queue) topk($top, "
+        '{__name__="gnn_queue_depth_messages", queue=~"${queue:regex}"})'
+    )
+    assert query.errors == []
+    assert query.selectors == [
+        ("gnn_model_info", frozenset({"version", "device"})),
+        ("gnn_queue_depth_messages", frozenset({"queue"})),
+    ]
+    assert query.by == set()
+    assert query.grouping == {"device", "version", "queue"}
+    assert query.variables == {"__range", "top", "queue"}
+
+
 @pytest.mark.parametrize(
     ("expr", "problem"),
     [
         ("gnn_snapshots_diagnosed[5m]", "unknown metric gnn_snapshots_diagnosed"),
         ("rate(gnn_snapshots_diagnosed_totl[5m])", "unknown metric gnn_snapshots_diagnosed_totl"),
         ('gnn_breaker_state{sate="open"} == 1', "gnn_breaker_state has no label ['sate']"),
+        ('gnn_breaker_state{state="open" or sate="x"}', "gnn_breaker_state has no label ['sate']"),
+        ('{__name__="gnn_broker_upp"}', "unknown metric gnn_broker_upp"),
+        ('{__name__=~"gnn_.*"}', "selector without a plain metric name"),
         ("sum by (reasn) (rate(gnn_dead_letters_total[5m]))", "grouping by labels"),
-        ("rat(gnn_snapshots_diagnosed_total[5m])", "unknown function rat"),
+        ("sum without (reasn) (gnn_dead_letters_total)", "grouping by labels"),
+        ("gnn_broker_up * on (instanse) gnn_worker_ready", "grouping by labels"),
+        ("gnn_broker_up * ignoring (instanse) gnn_worker_ready", "grouping by labels"),
+        ("gnn_broker_up * on (job) group_left (versio) gnn_model_info", "grouping by labels"),
+        ("rat(gnn_snapshots_diagnosed_total[5m])", "unknown function with name 'rat'"),
         ("gnn_end_to_end_seconds{le='1'}", "unknown metric gnn_end_to_end_seconds"),
         ("gnn_end_to_end_seconds_count{le='1'}", "has no label ['le']"),
         ("gnn_model_info{versio='1'}", "has no label ['versio']"),
         ("flower_worker_online", "unknown metric flower_worker_online"),
-        ("gnn_broker_up ? 1", "cannot read PromQL"),
+        ("gnn_broker_up ? 1", "cannot parse 'gnn_broker_up ? 1'"),
+        ("sum by ($queue) (gnn_queue_depth_messages)", "cannot parse 'sum by ($queue)"),
         ("1 + 1", "no metric named"),
     ],
 )
@@ -462,11 +442,30 @@ def test_the_prometheus_config_scrapes_workers_exporter_and_flower() -> None:
 
 
 def test_every_rule_reads_only_series_and_labels_the_service_exposes() -> None:
-    series = known_series(flower=False)
-    found = {
-        rule.get("alert") or rule["record"]: problems(rule["expr"], series) for rule in rules()
-    }
-    assert {name: items for name, items in found.items() if items} == {}
+    assert rule_problems(rules(), known_series(flower=False)) == {}
+
+
+@pytest.mark.parametrize(
+    ("name", "old", "new", "problem"),
+    [
+        ("GnnBrokerDown", "gnn_broker_up", "gnn_broker_upp", "unknown metric gnn_broker_upp"),
+        ("GnnBreakerOpen", 'state="open"', 'stat="open"', "has no label ['stat']"),
+        ("GnnDeadLettersRising", "(job, reason)", "(job, reasn)", "labels none of"),
+        ("GnnBrokerDown", "== 0", "=== 0", "cannot parse {expr}"),
+        ("job:gnn_snapshots_acked:rate5m", "rate(", "rat(", "unknown function with name 'rat'"),
+    ],
+)
+def test_a_rule_broken_in_memory_is_reported_by_name(
+    name: str, old: str, new: str, problem: str
+) -> None:
+    broken = rules()
+    (rule,) = [rule for rule in broken if name in (rule.get("alert"), rule.get("record"))]
+    assert old in rule["expr"]
+    rule["expr"] = rule["expr"].replace(old, new)
+    found = rule_problems(broken, known_series(flower=False))
+    assert list(found) == [name]
+    problem = problem.format(expr=repr(rule["expr"]))
+    assert any(problem in item for item in found[name]), found
 
 
 def test_every_alert_has_for_severity_summary_and_description() -> None:
@@ -545,28 +544,48 @@ def test_the_dashboard_panels_have_titles_targets_unique_ids_and_fit_the_grid() 
 
 
 def test_every_dashboard_query_reads_only_series_and_labels_that_exist() -> None:
+    assert dashboard_problems(dashboard(), known_series(flower=True)) == {}
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "problem"),
+    [
+        ("min(gnn_broker_up)", "min(gnn_broker_upp)", "unknown metric gnn_broker_upp"),
+        ('instance=~"$instance"', 'instanc=~"$instance"', "has no label ['instanc']"),
+        ("sum by (reason)", "sum by (reasn)", "labels none of"),
+        ('queue=~"$queue"', 'queue=~"$queu"', "undefined variables ['queu']"),
+        ("[$__rate_interval]))", "[$__rate_interval))", "cannot parse {expr}"),
+        ("sum(flower_worker_online)", "sum(flower_worker_online) * gnn_broker_up", "Flower and"),
+    ],
+)
+def test_a_dashboard_query_broken_in_memory_is_reported_by_panel(
+    old: str, new: str, problem: str
+) -> None:
     board = dashboard()
-    series = known_series(flower=True)
-    variables = {var["name"] for var in board["templating"]["list"]}
-    flower = set(flower_series())
-    found: dict[str, list[str]] = {}
-    for panel in panels(board):
-        for target in panel.get("targets", []):
-            where = f"{panel['title']} / {target['refId']}"
-            query = parse(target["expr"])
-            items = problems(target["expr"], series)
-            undefined = {v for v in query.variables if not v.startswith("__")} - variables
-            if undefined:
-                items.append(f"undefined variables {sorted(undefined)}")
-            legend = templated_labels(target.get("legendFormat", ""), r"\{\{\s*(\w+)\s*\}\}")
-            missing = legend - output_labels(query, series)
-            if missing:
-                items.append(f"legend uses labels the query lacks: {sorted(missing)}")
-            if query.metrics & flower and query.metrics - flower:
-                items.append("Flower and service series in one query")
-            if items:
-                found[where] = items
-    assert found == {}
+    targets = [(p, t) for p in panels(board) for t in p.get("targets", []) if old in t["expr"]]
+    assert targets, old
+    panel, target = targets[0]
+    target["expr"] = target["expr"].replace(old, new)
+    found = dashboard_problems(board, known_series(flower=True))
+    where = f"{panel['title']} / {target['refId']}"
+    assert list(found) == [where]
+    problem = problem.format(expr=repr(target["expr"]))
+    assert any(problem in item for item in found[where]), found
+
+
+def test_a_legend_label_the_query_drops_is_reported() -> None:
+    board = dashboard()
+    panel, target = next(
+        (p, t)
+        for p in panels(board)
+        for t in p.get("targets", [])
+        if "sum by (reason)" in t["expr"]
+    )
+    target["legendFormat"] = "{{ reason }} on {{ queue }}"
+    found = dashboard_problems(board, known_series(flower=True))
+    assert found == {
+        f"{panel['title']} / {target['refId']}": ["legend uses labels the query lacks: ['queue']"]
+    }
 
 
 def test_the_dashboard_variables_select_existing_labels() -> None:
