@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from cli.errors import require_extra
 from machines.catalog import UnknownMachineError, builtin_names, builtin_spec
 from machines.durations import DurationError, parse_duration
 from machines.faults import FaultSpec, FaultSpecError
@@ -236,6 +237,7 @@ def plot(
     ] = "15m",
 ) -> None:
     """Simulate a machine and plot sensors and health labels through the faults' onsets."""
+    require_extra("demo plot")
     from training.plotting import plot_run
 
     spec = spec_option(system)

@@ -20,6 +20,7 @@ is a bug, and keeps its traceback (``describe_failure`` returns None).
 from __future__ import annotations
 
 import enum
+import importlib
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -34,6 +35,35 @@ _REFUSING_SQLSTATES = ("08", "28", "3D000", "53300", "57P")
 _URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]+")
 _SQLALCHEMY_NOTE = re.compile(r"\(Background on this error at: [^)]*\)")
 _LONGEST_LINE = 500
+
+
+#: What each optional group of dependencies (``pip install 'gnn-service[NAME]'``) brings.
+EXTRAS = {"train": ("sklearn", "matplotlib")}
+
+
+class MissingExtra(ServiceError):
+    """A command needs an optional group of dependencies that is not installed."""
+
+
+def require_extra(command: str, extra: str = "train") -> None:
+    """End ``command`` with one line when the packages of ``extra`` cannot be imported.
+
+    Raises:
+        MissingExtra: Names the command, the missing packages and the install command.
+    """
+    missing = []
+    for module in EXTRAS[extra]:
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            missing.append(module)
+    if missing:
+        raise MissingExtra(
+            f"gnn-service {command} needs the [{extra}] extra ({', '.join(missing)} not "
+            f"installed): pip install 'gnn-service[{extra}]'",
+            extra=extra,
+            missing=missing,
+        )
 
 
 class ExitStatus(enum.IntEnum):

@@ -21,6 +21,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from cli.errors import require_extra
+
 if TYPE_CHECKING:
     from contextlib import AbstractContextManager
 
@@ -151,6 +153,7 @@ def train(
     Generated data is validated on runs of another seed (seed + 1); every fifth window of
     the run files validates.
     """
+    require_extra("train")
     from dataclasses import replace
 
     from machines import read_run
@@ -230,6 +233,7 @@ def evaluate(
     ] = None,
 ) -> None:
     """Evaluate a checkpoint on run files or on freshly generated demo data."""
+    require_extra("evaluate")
     from training.data.demo import DemoPlan, demo_windows, file_windows
     from training.evaluate import evaluate_windows
     from worker.model.loader import load_checkpoint

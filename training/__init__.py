@@ -2,8 +2,10 @@
 
 Modules: :mod:`training.data.demo` (labelled windows from demo machines or run files),
 :mod:`training.objective` (the loss), :mod:`training.data.augment` (batch augmentations),
-:mod:`training.fit` (the training loop), :mod:`training.residual_scale` (anomaly-score
-calibration), :mod:`training.metrics` (pure metric functions), :mod:`training.evaluate`
+:mod:`training.fit` (the one training loop, used by every trainer and benchmark, and the
+product's trainer) with :mod:`training.batches` (the batches of an epoch),
+:mod:`training.residual_scale` (anomaly-score calibration), :mod:`training.metrics` (metric
+functions, computed by scikit-learn), :mod:`training.evaluate`
 (metrics of a model on windows), :mod:`training.pipeline` (data plans, fit and package),
 :mod:`training.build_models` (the bundled model) with :mod:`training.model_card`,
 :mod:`training.universality` (generalisation to an unseen machine), the benchmarks, and

@@ -1,7 +1,9 @@
-"""Quality metrics as pure functions of numpy arrays (no scikit-learn needed).
+"""Quality metrics of numpy arrays, computed by scikit-learn.
 
-Every function returns ``nan`` when its metric is undefined for the input (no samples, or
-only one class for AUROC); :func:`finite_or_none` turns that into JSON's ``null``.
+Every function returns ``nan`` where scikit-learn would refuse or warn because the metric is
+undefined for the input (no samples, or only one class for AUROC); :func:`finite_or_none`
+turns that into JSON's ``null``. scikit-learn is imported by the functions, not by the module,
+so that the CLI can convert metrics without the training extra.
 """
 
 from __future__ import annotations
@@ -17,13 +19,13 @@ ArrayLike = npt.ArrayLike
 
 
 def macro_f1(y_true: ArrayLike, y_pred: ArrayLike) -> float:
-    """Unweighted mean of per-class F1 over the classes present in truth or prediction.
+    """Unweighted mean of per-class F1 over the classes present in truth or prediction
+    (``sklearn.metrics.f1_score(..., average="macro")``).
 
-    A class only predicted (never true) counts with F1 0, as scikit-learn's ``f1_score(...,
-    average="macro")`` does.
+    A class only predicted (never true) counts with F1 0; a class in neither is not scored.
 
     Args:
-        y_true: True class labels (any hashable values numpy can compare).
+        y_true: True class labels (any values numpy can compare).
         y_pred: Predicted labels, same length.
 
     Returns:
@@ -32,47 +34,61 @@ def macro_f1(y_true: ArrayLike, y_pred: ArrayLike) -> float:
     Shapes:
         y_true, y_pred: ``[M]``.
     """
-    truth, guess = np.asarray(y_true), np.asarray(y_pred)
-    if truth.shape != guess.shape:
-        raise ValueError(f"y_true has shape {truth.shape}, y_pred {guess.shape}")
+    from sklearn.metrics import f1_score
+
+    truth, guess = _pair(y_true, y_pred)
     if truth.size == 0:
         return math.nan
-    scores = []
-    for label in np.unique(np.concatenate([truth, guess])):
-        true_positive = float(np.sum((truth == label) & (guess == label)))
-        predicted = float(np.sum(guess == label))
-        actual = float(np.sum(truth == label))
-        scores.append(2 * true_positive / (predicted + actual))
-    return float(np.mean(scores))
+    return float(f1_score(truth, guess, average="macro", zero_division=0.0))
 
 
 def per_class_f1(y_true: ArrayLike, y_pred: ArrayLike) -> dict[str, float]:
-    """F1 of each class present in truth or prediction, keyed by ``str(label)``.
+    """F1 of each class present in truth or prediction, keyed by ``str(label)``
+    (``sklearn.metrics.f1_score(..., average=None)``).
 
     Shapes:
         y_true, y_pred: ``[M]``.
     """
-    truth, guess = np.asarray(y_true), np.asarray(y_pred)
-    result = {}
-    for label in np.unique(np.concatenate([truth, guess])):
-        true_positive = float(np.sum((truth == label) & (guess == label)))
-        total = float(np.sum(guess == label) + np.sum(truth == label))
-        result[str(label)] = 2 * true_positive / total
-    return result
+    from sklearn.metrics import f1_score
+
+    truth, guess = _pair(y_true, y_pred)
+    if truth.size == 0:
+        return {}
+    labels = np.unique(np.concatenate([truth, guess]))
+    scores = f1_score(truth, guess, labels=labels, average=None, zero_division=0.0)
+    return {str(label): float(score) for label, score in zip(labels, scores, strict=True)}
+
+
+def accuracy(y_true: ArrayLike, y_pred: ArrayLike) -> float:
+    """Share of correct predictions (``sklearn.metrics.accuracy_score``); ``nan`` without
+    samples.
+
+    Shapes:
+        y_true, y_pred: ``[M]``.
+    """
+    from sklearn.metrics import accuracy_score
+
+    truth, guess = _pair(y_true, y_pred)
+    return float(accuracy_score(truth, guess)) if truth.size else math.nan
 
 
 def mean_absolute_error(
     y_true: ArrayLike, y_pred: ArrayLike, where: ArrayLike | None = None
 ) -> float:
-    """Mean of ``|y_true - y_pred|`` (over ``where`` when given); ``nan`` without samples.
+    """Mean of ``|y_true - y_pred|`` over ``where`` when given
+    (``sklearn.metrics.mean_absolute_error``); ``nan`` without samples.
 
     Shapes:
         y_true, y_pred, where: ``[M]``.
     """
-    error = np.abs(np.asarray(y_true, dtype=np.float64) - np.asarray(y_pred, dtype=np.float64))
+    from sklearn.metrics import mean_absolute_error as mae
+
+    truth = np.asarray(y_true, dtype=np.float64)
+    guess = np.asarray(y_pred, dtype=np.float64)
     if where is not None:
-        error = error[np.asarray(where, dtype=bool)]
-    return float(error.mean()) if error.size else math.nan
+        chosen = np.asarray(where, dtype=bool)
+        truth, guess = truth[chosen], guess[chosen]
+    return float(mae(truth, guess)) if truth.size else math.nan
 
 
 def rul_mae(
@@ -90,8 +106,8 @@ def rul_mae(
 
 
 def auroc(scores: ArrayLike, labels: ArrayLike) -> float:
-    """Area under the ROC curve: the probability that a random positive scores higher than a
-    random negative (ties count one half), from the Mann-Whitney rank statistic.
+    """Area under the ROC curve (``sklearn.metrics.roc_auc_score``): the probability that a
+    random positive scores higher than a random negative, ties counting one half.
 
     Args:
         scores: Higher means more likely positive.
@@ -103,36 +119,22 @@ def auroc(scores: ArrayLike, labels: ArrayLike) -> float:
     Shapes:
         scores, labels: ``[M]``.
     """
+    from sklearn.metrics import roc_auc_score
+
     values = np.asarray(scores, dtype=np.float64)
     positive = np.asarray(labels, dtype=bool)
     if values.shape != positive.shape:
         raise ValueError(f"scores have shape {values.shape}, labels {positive.shape}")
-    n_pos = int(positive.sum())
-    n_neg = positive.size - n_pos
-    if n_pos == 0 or n_neg == 0:
+    if positive.all() or not positive.any():
         return math.nan
-    ranks = average_ranks(values)
-    u_statistic = ranks[positive].sum() - n_pos * (n_pos + 1) / 2.0
-    return float(u_statistic / (n_pos * n_neg))
+    return float(roc_auc_score(positive, values))
 
 
-def average_ranks(values: ArrayLike) -> npt.NDArray[np.float64]:
-    """1-based ranks with ties sharing the mean of their ranks.
-
-    Shapes:
-        values: ``[M]``; returned: ``[M]``.
-    """
-    data = np.asarray(values, dtype=np.float64)
-    order = np.argsort(data, kind="mergesort")
-    ordered = data[order]
-    # Start and end of each run of equal values in sorted order.
-    boundaries = np.flatnonzero(np.diff(ordered)) + 1
-    starts = np.concatenate([[0], boundaries])
-    ends = np.concatenate([boundaries, [data.size]])
-    mean_rank = (starts + ends + 1) / 2.0
-    ranks = np.empty(data.size, dtype=np.float64)
-    ranks[order] = np.repeat(mean_rank, ends - starts)
-    return ranks
+def _pair(y_true: ArrayLike, y_pred: ArrayLike) -> tuple[npt.NDArray[Any], npt.NDArray[Any]]:
+    truth, guess = np.asarray(y_true), np.asarray(y_pred)
+    if truth.shape != guess.shape:
+        raise ValueError(f"y_true has shape {truth.shape}, y_pred {guess.shape}")
+    return truth, guess
 
 
 def finite_or_none(metrics: Mapping[str, Any]) -> dict[str, Any]:

@@ -11,19 +11,21 @@ terms defined here, where the training data is known:
   predicted log-variance: the time to failure cannot be read from one window, and the floor
   keeps the likelihood from rewarding memorised certainty.
 
-Early stopping reads ``selection``: the same terms with the absolute ``log1p`` error of
-remaining life in place of its likelihood, so one confident miss cannot outweigh the rest.
+Early stopping reads ``selection``, averaged over the validation windows by
+:func:`validation_loss`: the same terms with the absolute ``log1p`` error of remaining life
+in place of its likelihood, so one confident miss cannot outweigh the rest.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 import torch
 from torch import Tensor
 
-from training.data.demo import LabelledBatch
-from worker.model import LossWeights, ModelOutput, model_loss
+from training.data.demo import LabelledBatch, LabelledWindow, collate_labelled
+from worker.model import LossWeights, ModelOutput, UniversalTemporalGNN, model_loss
 from worker.model.losses import fault_log_prob
 
 
@@ -100,6 +102,27 @@ def training_loss(
         "total": total,
         "selection": selection,
     }
+
+
+def validation_loss(
+    model: UniversalTemporalGNN,
+    windows: Sequence[LabelledWindow],
+    config: LossConfig,
+    *,
+    batch_size: int,
+) -> dict[str, float]:
+    """Mean :func:`training_loss` terms over ``windows`` in eval mode, ``batch_size`` windows
+    per forward pass (batches weighted by their size)."""
+    model.eval()
+    sums: dict[str, float] = {}
+    with torch.inference_mode():
+        for start in range(0, len(windows), batch_size):
+            chunk = windows[start : start + batch_size]
+            labelled = collate_labelled(chunk)
+            terms = training_loss(model(labelled.batch), labelled, config)
+            for name, value in terms.items():
+                sums[name] = sums.get(name, 0.0) + float(value) * len(chunk)
+    return {name: value / len(windows) for name, value in sums.items()}
 
 
 def _weighted_mean(values: Tensor, weight: Tensor) -> Tensor:

@@ -140,7 +140,7 @@ def training_record(
             {
                 "epoch": record.epoch,
                 "train_loss": round(record.train_loss, 5),
-                "val_loss": round(record.val_loss, 5),
+                "val_loss": None if record.val_loss is None else round(record.val_loss, 5),
             }
             for record in result.history
         ],

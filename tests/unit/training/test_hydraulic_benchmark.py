@@ -28,7 +28,7 @@ from training.benchmarks.hydraulic.dataset import (
     label_indices,
     load_hydraulic,
 )
-from training.benchmarks.hydraulic.protocol import accuracy, grouped_folds, macro_f1, random_folds
+from training.benchmarks.hydraulic.protocol import grouped_folds, random_folds
 from training.benchmarks.hydraulic.report import plot_accuracy
 from training.benchmarks.hydraulic.run import (
     BASELINE,
@@ -36,6 +36,7 @@ from training.benchmarks.hydraulic.run import (
     component_labels,
     run_hydraulic_benchmark,
 )
+from training.metrics import accuracy, macro_f1
 from worker.model import ModelConfig
 
 REAL_DATA = Path(__file__).resolve().parents[3].parent / "shared/data/uci_hydraulic_1hz"

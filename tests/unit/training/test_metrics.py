@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from training.metrics import (
+    accuracy,
     auroc,
-    average_ranks,
     finite_or_none,
     macro_f1,
     mean_absolute_error,
@@ -29,9 +29,26 @@ def test_a_class_only_predicted_counts_with_f1_zero() -> None:
     assert macro_f1(["a", "a"], ["a", "b"]) == pytest.approx(1 / 3)
 
 
+def test_a_class_never_predicted_counts_with_f1_zero() -> None:
+    # a: tp 1, 3 predicted, 1 true -> 0.5; b and c never predicted -> 0.
+    assert macro_f1(["a", "b", "c"], ["a", "a", "a"]) == pytest.approx(0.5 / 3)
+    assert per_class_f1(["a", "b", "c"], ["a", "a", "a"]) == {"a": 0.5, "b": 0.0, "c": 0.0}
+
+
 def test_macro_f1_is_one_for_perfect_predictions_and_nan_without_samples() -> None:
     assert macro_f1([0, 1, 2, 1], [0, 1, 2, 1]) == 1.0
     assert math.isnan(macro_f1([], []))
+    assert per_class_f1([], []) == {}
+
+
+def test_macro_f1_refuses_truth_and_prediction_of_different_lengths() -> None:
+    with pytest.raises(ValueError, match=r"y_true has shape \(2,\), y_pred \(1,\)"):
+        macro_f1([0, 1], [0])
+
+
+def test_accuracy_is_the_share_of_correct_predictions_and_nan_without_samples() -> None:
+    assert accuracy([0, 1, 1, 2], [0, 1, 2, 2]) == 0.75
+    assert math.isnan(accuracy([], []))
 
 
 def test_auroc_is_the_share_of_positive_negative_pairs_ranked_right() -> None:
@@ -59,11 +76,6 @@ def test_auroc_agrees_with_counting_all_pairs_on_random_data() -> None:
     pos, neg = scores[labels], scores[~labels]
     pairs = (pos[:, None] > neg[None, :]).mean() + 0.5 * (pos[:, None] == neg[None, :]).mean()
     assert auroc(scores, labels) == pytest.approx(pairs)
-
-
-def test_tied_values_share_the_mean_of_their_ranks() -> None:
-    assert average_ranks([10, 20, 20, 30]).tolist() == [1.0, 2.5, 2.5, 4.0]
-    assert average_ranks([5, 5, 5]).tolist() == [2.0, 2.0, 2.0]
 
 
 def test_mean_absolute_error_over_a_selection() -> None:

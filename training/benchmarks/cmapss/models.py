@@ -1,11 +1,12 @@
 """The two C-MAPSS RUL models of the benchmark: UniversalTemporalGNN and a tree ensemble.
 
-``train_gnn`` fits the GNN on encoded training windows (seeded AdamW, every component's RUL
-fitted to the engine's) and ``predict`` reads a machine RUL per window as the mean of its
-components' ``rul_hours``, in cycles. ``window_features`` summarises the same windows per
-sensor (last value, mean, standard deviation, slope) for ``fit_baseline``, a seeded
-gradient-boosted tree ensemble. ``training.benchmarks.cmapss.run`` prepares the windows, calls these
-and scores the predictions.
+``train_gnn`` fits the GNN on encoded training windows with the project's one training loop
+(:func:`training.fit.fit`; every component's RUL fitted to the engine's) and ``predict``
+reads a machine RUL per window as the mean of its components' ``rul_hours``, in cycles.
+``window_features`` summarises the same windows per sensor (last value, mean, standard
+deviation, slope) for ``fit_baseline``, a seeded gradient-boosted tree ensemble.
+``training.benchmarks.cmapss.run`` prepares the windows, calls these and scores the
+predictions.
 """
 
 from __future__ import annotations
@@ -18,8 +19,10 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
+from training.batches import ShuffledBatches
+from training.fit import FitConfig, TrainProgress, fit, torch_threads
 from worker.model import FeatureContract, UniversalTemporalGNN
-from worker.model.batch import GraphSample, collate
+from worker.model.batch import GraphBatch, GraphSample, collate
 from worker.model.spec_graph import SpecGraph
 
 if TYPE_CHECKING:
@@ -56,51 +59,49 @@ def train_gnn(
     labels: npt.NDArray[np.float64],
     report: Tick,
 ) -> tuple[UniversalTemporalGNN, float, list[float]]:
-    """Seeded AdamW on sampled windows; every component's RUL is fitted to the engine's.
+    """Train with :func:`training.fit.fit` on ``windows_per_epoch`` windows drawn per epoch
+    (without replacement, by ``default_rng((seed, 2))``); every component's RUL is fitted to
+    the engine's (MSE in units of the cap).
 
     Shapes:
         x, mask: ``[W, S, T]``; labels: ``[W]`` capped RUL in cycles.
     """
     started = time.perf_counter()
-    threads = torch.get_num_threads()
-    torch.set_num_threads(config.threads)
-    torch.manual_seed(config.seed)
-    rng = np.random.default_rng((config.seed, 2))
-    model = UniversalTemporalGNN(config.model_config(), contract)
-    optimiser = torch.optim.AdamW(
-        model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
-    )
-    per_epoch = min(config.windows_per_epoch, x.shape[0])
-    steps = -(-per_epoch // config.batch_size)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(
-        optimiser, T_max=config.epochs * steps, eta_min=config.learning_rate / 10
-    )
     samples = _samples(graph, x, mask)
     target = torch.from_numpy(labels / config.rul_cap).float()
-    losses: list[float] = []
-    try:
-        model.train()
-        for epoch in range(config.epochs):
-            order = rng.permutation(x.shape[0])[:per_epoch]
-            running = 0.0
-            for step in range(steps):
-                chosen = order[step * config.batch_size :][: config.batch_size]
-                batch = collate([samples[i] for i in chosen])
-                output = model(batch)
-                wanted = target[torch.from_numpy(chosen)][batch.component_graph]
-                loss = torch.mean((output.rul_hours / config.rul_cap - wanted) ** 2)
-                optimiser.zero_grad(set_to_none=True)
-                loss.backward()  # type: ignore[no-untyped-call]
-                torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-                optimiser.step()
-                schedule.step()
-                running += float(loss.detach())
-                report("training", epoch * steps + step + 1, config.epochs * steps)
-            losses.append(running / steps)
-    finally:
-        torch.set_num_threads(threads)
-    model.eval()
-    return model, time.perf_counter() - started, losses
+
+    def make(chosen: npt.NDArray[np.int64]) -> tuple[GraphBatch, torch.Tensor]:
+        batch = collate([samples[i] for i in chosen])
+        return batch, target[torch.from_numpy(chosen)][batch.component_graph]
+
+    def loss(model: UniversalTemporalGNN, step: tuple[GraphBatch, torch.Tensor]) -> torch.Tensor:
+        batch, wanted = step
+        return torch.mean((model(batch).rul_hours / config.rul_cap - wanted) ** 2)
+
+    def progress(update: TrainProgress) -> None:
+        if not update.epoch_end:
+            done = (update.epoch - 1) * update.steps + update.step
+            report("training", done, config.epochs * update.steps)
+
+    rng = np.random.default_rng((config.seed, 2))
+    batches = ShuffledBatches(
+        x.shape[0], config.batch_size, make, rng, per_epoch=config.windows_per_epoch
+    )
+    with torch_threads(config.threads):
+        result = fit(
+            lambda: UniversalTemporalGNN(config.model_config(), contract),
+            batches,
+            loss,
+            FitConfig(
+                epochs=config.epochs,
+                learning_rate=config.learning_rate,
+                weight_decay=config.weight_decay,
+                seed=config.seed,
+                grad_clip=config.grad_clip,
+            ),
+            progress=progress,
+        )
+    return result.model, time.perf_counter() - started, list(result.train_losses)
 
 
 def predict(
@@ -117,17 +118,12 @@ def predict(
     Shapes:
         x, mask: ``[W, S, T]``; returned: ``[W]``.
     """
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
     samples = _samples(graph, x, mask)
-    try:
-        with torch.no_grad():
-            parts = [
-                _machine_rul(model, samples[start : start + batch_size])
-                for start in range(0, len(samples), batch_size)
-            ]
-    finally:
-        torch.set_num_threads(previous)
+    with torch_threads(threads), torch.no_grad():
+        parts = [
+            _machine_rul(model, samples[start : start + batch_size])
+            for start in range(0, len(samples), batch_size)
+        ]
     return torch.cat(parts).double().numpy()
 
 

@@ -145,13 +145,14 @@ class EvaluationSet:
 
 
 def rmse(predicted: npt.ArrayLike, true: npt.ArrayLike) -> float:
-    """Root mean squared error.
+    """Root mean squared error (``sklearn.metrics.root_mean_squared_error``).
 
     Shapes:
         predicted, true: ``[U]``.
     """
-    error = np.asarray(predicted, dtype=np.float64) - np.asarray(true, dtype=np.float64)
-    return float(np.sqrt(np.mean(error**2)))
+    from sklearn.metrics import root_mean_squared_error
+
+    return float(root_mean_squared_error(true, predicted))
 
 
 def phm08_score(predicted: npt.ArrayLike, true: npt.ArrayLike) -> float:

@@ -1,5 +1,6 @@
-"""The hydraulic benchmark's folds and scores: grouped and random k-fold splits, accuracy and
-macro-F1 (../shared/docs/BENCHMARKS.md "hydraulic")."""
+"""The hydraulic benchmark's folds: grouped and random k-fold splits
+(../shared/docs/BENCHMARKS.md "hydraulic"); accuracy and macro-F1 are
+:func:`training.metrics.accuracy` and :func:`training.metrics.macro_f1` (scikit-learn)."""
 
 from __future__ import annotations
 
@@ -46,27 +47,3 @@ def random_folds(count: int, folds: int, seed: int) -> npt.NDArray[np.int64]:
         returned: ``[count]`` int64.
     """
     return np.random.default_rng(seed).permutation(np.arange(count, dtype=np.int64) % folds)
-
-
-def accuracy(truth: npt.NDArray[np.int64], predicted: npt.NDArray[np.int64]) -> float:
-    """Share of correct predictions.
-
-    Shapes:
-        truth, predicted: ``[N]``.
-    """
-    return float(np.mean(truth == predicted))
-
-
-def macro_f1(truth: npt.NDArray[np.int64], predicted: npt.NDArray[np.int64]) -> float:
-    """Unweighted mean of the per-class F1 over classes that occur in ``truth`` or
-    ``predicted`` (a class with no true and no predicted cycle is not scored).
-
-    Shapes:
-        truth, predicted: ``[N]``.
-    """
-    scores = []
-    for label in np.union1d(truth, predicted):
-        hit = np.sum((truth == label) & (predicted == label))
-        claimed, actual = np.sum(predicted == label), np.sum(truth == label)
-        scores.append(2.0 * hit / (claimed + actual))
-    return float(np.mean(scores))

@@ -8,11 +8,11 @@ cycles, which lets near-identical neighbours of a test cycle into training. Both
 and the GNN and the baseline see the same folds.
 
 Per fold, the sensors' normal ranges (the model's normalisation) are fitted on the training
-cycles only, a fresh :class:`~worker.model.UniversalTemporalGNN` is trained for a fixed
-number of epochs on the cross-entropy of every component's candidates ("normal" plus its
-fault modes, which are the target's classes) plus a small forecast term, and a random
-forest per target is fitted on per-cycle statistics of the same sensors. Accuracy and
-macro-F1 are averaged over folds.
+cycles only, a fresh :class:`~worker.model.UniversalTemporalGNN` is trained by the project's
+one loop (:func:`training.fit.fit`) for a fixed number of epochs on the cross-entropy of
+every component's candidates ("normal" plus its fault modes, which are the target's classes)
+plus a small forecast term, and a random forest per target is fitted on per-cycle statistics
+of the same sensors. Accuracy and macro-F1 are averaged over folds.
 """
 
 from __future__ import annotations
@@ -37,7 +37,8 @@ from training.benchmarks.hydraulic.dataset import (
     fit_normal_ranges,
     hydraulic_spec,
 )
-from training.benchmarks.hydraulic.protocol import accuracy, grouped_folds, macro_f1, random_folds
+from training.benchmarks.hydraulic.protocol import grouped_folds, random_folds
+from training.metrics import accuracy, macro_f1
 
 if TYPE_CHECKING:
     from worker.model import FeatureContract, GraphSample, ModelConfig, UniversalTemporalGNN
@@ -209,40 +210,45 @@ def train_gnn(
     """
     import torch
 
-    from worker.model import UniversalTemporalGNN, collate
+    from training.batches import ShuffledBatches
+    from training.fit import FitConfig, TrainProgress, fit
+    from worker.model import GraphBatch, UniversalTemporalGNN, collate
     from worker.model.losses import fault_log_prob
 
-    torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
-    model = UniversalTemporalGNN(config.model, contract)
-    optimiser = torch.optim.AdamW(
-        model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
-    )
-    steps_per_epoch = -(-len(samples) // config.batch_size)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(
-        optimiser, T_max=config.epochs * steps_per_epoch, eta_min=config.learning_rate / 10
-    )
     horizon = contract.forecast_horizon
-    model.train()
-    for epoch in range(config.epochs):
-        order = rng.permutation(len(samples))
-        for start in range(0, len(order), config.batch_size):
-            rows = order[start : start + config.batch_size]
-            batch = collate([samples[i] for i in rows])
-            output = model(batch)
-            target = torch.from_numpy(labels[rows].reshape(-1))
-            loss = -fault_log_prob(output, batch, target).mean()
-            mask = batch.mask[:, -horizon:]
-            squared = (output.forecast - batch.x[:, -horizon:]) ** 2 * mask
-            loss = loss + config.forecast_weight * squared.sum() / mask.sum().clamp_min(1.0)
-            optimiser.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimiser.step()
-            schedule.step()
-        tick(stage, epoch + 1, config.epochs)
-    model.eval()
-    return model
+
+    def make(rows: npt.NDArray[np.int64]) -> tuple[GraphBatch, torch.Tensor]:
+        batch = collate([samples[i] for i in rows])
+        return batch, torch.from_numpy(labels[rows].reshape(-1))
+
+    def loss(model: UniversalTemporalGNN, step: tuple[GraphBatch, torch.Tensor]) -> torch.Tensor:
+        batch, target = step
+        output = model(batch)
+        value = -fault_log_prob(output, batch, target).mean()
+        mask = batch.mask[:, -horizon:]
+        squared = (output.forecast - batch.x[:, -horizon:]) ** 2 * mask
+        forecast = config.forecast_weight * squared.sum() / mask.sum().clamp_min(1.0)
+        total: torch.Tensor = value + forecast
+        return total
+
+    def report(update: TrainProgress) -> None:
+        if update.epoch_end:
+            tick(stage, update.epoch, update.epochs)
+
+    rng = np.random.default_rng(seed)
+    result = fit(
+        lambda: UniversalTemporalGNN(config.model, contract),
+        ShuffledBatches(len(samples), config.batch_size, make, rng),
+        loss,
+        FitConfig(
+            epochs=config.epochs,
+            learning_rate=config.learning_rate,
+            weight_decay=config.weight_decay,
+            seed=seed,
+        ),
+        progress=report,
+    )
+    return result.model
 
 
 def predict_gnn(
@@ -289,9 +295,8 @@ def run_hydraulic_benchmark(
         The result document (:func:`training.benchmarks.report.result_document`), with a
         ``per_fold`` section besides the standard keys.
     """
-    import torch
-
     from training.benchmarks.report import result_document
+    from training.fit import torch_threads
 
     groups = condition_runs(data.profile)
     contract = contract_for_rig(config.forecast_horizon)
@@ -301,9 +306,7 @@ def run_hydraulic_benchmark(
     baselines: dict[str, Any] = {}
     per_fold: dict[str, Any] = {}
     fold_sizes: dict[str, list[int]] = {}
-    threads = torch.get_num_threads()
-    torch.set_num_threads(config.threads)
-    try:
+    with torch_threads(config.threads):
         for scheme_number, scheme in enumerate(config.schemes):
             if scheme == "grouped":
                 fold = grouped_folds(groups, config.folds, config.seed)
@@ -348,8 +351,6 @@ def run_hydraulic_benchmark(
                 BASELINE: tree_scores,
                 "gnn_training_s": seconds,
             }
-    finally:
-        torch.set_num_threads(threads)
 
     ratios = {
         f"{target.name}_accuracy_gnn_minus_baseline_{scheme}": results[f"gnn_{scheme}"][

@@ -7,22 +7,22 @@ point-wise F1, FAR % and MAR % over the concatenated test parts.
 The GNN reads the rig as a three-component graph (motor, pump, hydraulic loop). Each file
 gets its own spec whose normal ranges are fitted on its training prefix, so readings are
 normalised per file exactly as a deployment would calibrate a new machine. One model is
-trained, self-supervised, to forecast the last H steps of windows cut from the training
-prefixes and from anomaly-free.csv; inputs are sometimes level-shifted while the target is
-not, so that the forecast keeps to the level the calibration and the other sensors imply and
-a sensor that leaves it keeps a large residual for as long as it stays away. The score of
-row t is the mean ``sensor_anomaly`` of the state sensors (all but the two temperatures,
-see :attr:`SkabBenchConfig.state_kinds`) in the window ending at t, averaged over a short
-trailing window (causal); each file's threshold is a quantile of its training-prefix scores
-times a fixed factor. Residual scales come from anomaly-free rows never trained on. PCA
-T²+Q, fitted per file on the same prefixes, runs beside it.
+trained (:mod:`training.benchmarks.skab.detector`), self-supervised, to forecast the last H
+steps of windows cut from the training prefixes and from anomaly-free.csv; inputs are
+sometimes level-shifted while the target is not, so that the forecast keeps to the level the
+calibration and the other sensors imply and a sensor that leaves it keeps a large residual
+for as long as it stays away. The score of row t is the mean ``sensor_anomaly`` of the state
+sensors (all but the two temperatures, see :attr:`SkabBenchConfig.state_kinds`) in the
+window ending at t, averaged over a short trailing window (causal); each file's threshold is
+a quantile of its training-prefix scores times a fixed factor. Residual scales come from
+anomaly-free rows never trained on. PCA T²+Q, fitted per file on the same prefixes, runs
+beside it.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
@@ -40,6 +40,12 @@ from training.benchmarks.skab.dataset import (
     rig_spec,
     split,
 )
+from training.benchmarks.skab.detector import (
+    SCORE_BATCH,
+    Tick,
+    TrainedDetector,
+    train_detector,
+)
 from training.benchmarks.skab.scoring import (
     fit_pca,
     pca_statistics,
@@ -47,20 +53,18 @@ from training.benchmarks.skab.scoring import (
     prefix_threshold,
     trailing_mean,
 )
+from training.fit import torch_threads
 from worker.model import (
     FeatureContract,
     GraphSample,
     ModelConfig,
     SpecGraph,
-    UniversalTemporalGNN,
     collate,
     encode_window,
 )
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
-Tick = Callable[[int, int, int, int, float], None]
-"""Progress: ``(epoch, epochs, step, steps, mean loss so far)``."""
 
 PUBLISHED: Final = {
     "conv_ae": {"f1": 0.78, "far_pct": 13.55, "mar_pct": 28.02},
@@ -72,8 +76,6 @@ PUBLISHED: Final = {
 PLOTTED: Final = ("valve1/0", "valve2/1", "other/9", "other/13")
 """Experiments drawn by :func:`plot_scores`: one of each kind of anomaly."""
 SOURCE: Final = "SKAB leaderboard, outlier detection, github.com/waico/SKAB"
-_SCORE_BATCH: Final = 256
-_MIN_SCALE: Final = 1e-4
 
 
 @dataclass(frozen=True)
@@ -166,18 +168,6 @@ class Calibrated:
     graph: SpecGraph
 
 
-@dataclass(frozen=True, eq=False)
-class TrainedDetector:
-    """The trained model and its contract (residual scales fitted), how long training took
-    and the mean loss of each epoch."""
-
-    model: UniversalTemporalGNN
-    contract: FeatureContract
-    train_windows: int
-    seconds: float
-    losses: tuple[float, ...]
-
-
 def calibrate(recording: Recording, train_rows: int, contract: FeatureContract) -> Calibrated:
     """Fit the recording's spec on its first ``train_rows`` rows only."""
     spec = rig_spec(
@@ -267,98 +257,6 @@ def holdout_samples(data: TrainingData, config: SkabBenchConfig) -> list[GraphSa
     return samples
 
 
-def train_detector(
-    samples: Sequence[GraphSample],
-    config: SkabBenchConfig,
-    *,
-    scale_samples: Sequence[GraphSample] = (),
-    tick: Tick | None = None,
-) -> TrainedDetector:
-    """Train the forecaster (masked MSE of the last H steps), then fit residual scales on
-    ``scale_samples`` (the training windows when empty).
-
-    Only the forecast head and what feeds it learn: there are no labels. Deterministic:
-    seeded initialisation, shuffling and shifts, a fixed epoch count, fixed threads.
-    """
-    torch.set_num_threads(config.threads)
-    torch.manual_seed(config.seed)
-    rng = np.random.default_rng(config.seed)
-    contract = config.contract()
-    model = UniversalTemporalGNN(config.model, contract)
-    optimiser = torch.optim.AdamW(
-        model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
-    )
-    steps = -(-len(samples) // config.batch_size)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(
-        optimiser, T_max=config.epochs * steps, eta_min=config.learning_rate / 10
-    )
-    split_at = contract.encoder_steps
-    anchored = torch.tensor([contract.kind_index(kind) for kind in config.state_kinds])
-    started = time.perf_counter()
-    losses: list[float] = []
-    for epoch in range(1, config.epochs + 1):
-        model.train()
-        order = rng.permutation(len(samples))
-        total = 0.0
-        for step in range(steps):
-            batch = collate(
-                [samples[i] for i in order[step * config.batch_size :][: config.batch_size]]
-            )
-            x = batch.x
-            if config.level_shift_rate > 0:
-                low, high = config.level_shift_range
-                size = rng.uniform(low, high, batch.num_nodes) * rng.choice(
-                    [-1.0, 1.0], batch.num_nodes
-                )
-                chosen = rng.random(batch.num_nodes) < config.level_shift_rate
-                chosen &= torch.isin(batch.sensor_kind, anchored).numpy()
-                offset = torch.from_numpy(np.where(chosen, size, 0.0).astype(np.float32))
-                x = x.clone()
-                x[:, :split_at] += offset[:, None] * batch.mask[:, :split_at]
-            output = model(replace(batch, x=x))
-            mask = batch.mask[:, split_at:]
-            error = (output.forecast - batch.x[:, split_at:]) * mask
-            loss = (error**2).sum() / mask.sum().clamp_min(1.0)
-            optimiser.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimiser.step()
-            schedule.step()
-            total += float(loss.detach())
-            if tick is not None:
-                tick(epoch, config.epochs, step + 1, steps, total / (step + 1))
-        losses.append(total / steps)
-    model.eval()
-    fitted = fit_residual_scale(model, scale_samples or samples, contract)
-    trained = UniversalTemporalGNN(config.model, fitted)
-    trained.load_state_dict(model.state_dict())
-    trained.eval()
-    return TrainedDetector(
-        trained, fitted, len(samples), time.perf_counter() - started, tuple(losses)
-    )
-
-
-def fit_residual_scale(
-    model: UniversalTemporalGNN, samples: Sequence[GraphSample], contract: FeatureContract
-) -> FeatureContract:
-    """Each sensor kind's mean forecast residual on ``samples`` (normal windows), so that
-    ``sensor_anomaly`` is about 1 in normal operation."""
-    kinds = len(contract.sensor_kinds)
-    total, count = np.zeros(kinds), np.zeros(kinds)
-    with torch.inference_mode():
-        for start in range(0, len(samples), _SCORE_BATCH):
-            batch = collate(samples[start : start + _SCORE_BATCH])
-            output = model(batch)
-            residual = (output.sensor_anomaly * model.residual_scale[batch.sensor_kind]).double()
-            np.add.at(total, batch.sensor_kind.numpy(), residual.numpy())
-            np.add.at(count, batch.sensor_kind.numpy(), 1.0)
-    seen = count > 0
-    scales = np.ones(kinds)
-    scales[seen] = np.maximum(total[seen] / count[seen], _MIN_SCALE)
-    scales[~seen] = float(np.median(scales[seen])) if seen.any() else 1.0
-    return replace(contract, residual_scale=tuple(float(s) for s in scales))
-
-
 def sensor_scores(detector: TrainedDetector, item: Calibrated) -> FloatArray:
     """``sensor_anomaly`` of the window ending at every row of the recording.
 
@@ -368,8 +266,8 @@ def sensor_scores(detector: TrainedDetector, item: Calibrated) -> FloatArray:
     rows = item.recording.rows
     out = np.empty((rows, item.graph.num_nodes))
     with torch.inference_mode():
-        for start in range(0, rows, _SCORE_BATCH):
-            ends = range(start, min(rows, start + _SCORE_BATCH))
+        for start in range(0, rows, SCORE_BATCH):
+            ends = range(start, min(rows, start + SCORE_BATCH))
             batch = collate(window_samples(item, ends, detector.contract))
             anomaly = detector.model(batch).sensor_anomaly
             out[start : start + len(ends)] = anomaly.double().numpy().reshape(len(ends), -1)
@@ -418,10 +316,12 @@ def run_skab_benchmark(
         f"training on {len(samples)} windows ({len(data.experiments)} prefixes, "
         f"{len(data.free_train)} anomaly-free pieces)"
     )
-    detector = train_detector(
-        samples, config, scale_samples=holdout_samples(data, config), tick=tick
-    )
-    tell(f"trained in {detector.seconds:.1f} s; scoring {len(splits)} files")
+    with torch_threads(config.threads):  # scores, like weights, depend on the threads
+        detector = train_detector(
+            samples, config, scale_samples=holdout_samples(data, config), tick=tick
+        )
+        tell(f"trained in {detector.seconds:.1f} s; scoring {len(splits)} files")
+        sensors = [sensor_scores(detector, item) for item in data.experiments]
     contract = detector.contract
     scored_kinds = np.isin(
         data.experiments[0].graph.sensor_kind if data.experiments else np.empty(0, np.int64),
@@ -430,8 +330,7 @@ def run_skab_benchmark(
     files: dict[str, FileScores] = {}
     every_sensor: list[IntArray] = []
     pca_alarms: list[IntArray] = []
-    for item, part in zip(data.experiments, splits, strict=True):
-        sensor = sensor_scores(detector, item)
+    for item, part, sensor in zip(data.experiments, splits, sensors, strict=True):
         for scored, kept in ((scored_kinds, True), (np.ones_like(scored_kinds), False)):
             score = point_scores(sensor, scored, config.smoothing_steps)
             threshold = prefix_threshold(

@@ -36,27 +36,33 @@ def prefix_threshold(scores: FloatArray, train_rows: int, quantile: float, facto
 def point_metrics(labels: IntArray, predicted: IntArray) -> dict[str, float]:
     """Point-wise F1, false alarm rate and missed alarm rate.
 
-    FAR = FP / (FP + TN) * 100; MAR = FN / (FN + TP) * 100; F1 = 2 TP / (2 TP + FP + FN)
-    (0 where a denominator is 0).
+    F1, precision and recall are scikit-learn's (``pos_label=1``, ``zero_division=0``);
+    FAR = FP / (FP + TN) * 100 and MAR = FN / (FN + TP) * 100 (0 where a denominator is 0)
+    from its confusion matrix.
 
     Shapes:
         labels, predicted: ``[N]`` of 0/1.
     """
-    truth, alarm = np.asarray(labels) == 1, np.asarray(predicted) == 1
-    tp = int((truth & alarm).sum())
-    fp = int((~truth & alarm).sum())
-    fn = int((truth & ~alarm).sum())
-    tn = int((~truth & ~alarm).sum())
+    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+
+    truth = (np.asarray(labels) == 1).astype(np.int64)
+    alarm = (np.asarray(predicted) == 1).astype(np.int64)
+    if truth.size == 0:  # scikit-learn refuses empty input; every rate is 0 by the rule above
+        return dict.fromkeys(("f1", "far_pct", "mar_pct", "precision", "recall"), 0.0)
+    precision, recall, f1, _ = precision_recall_fscore_support(
+        truth, alarm, average="binary", pos_label=1, zero_division=0.0
+    )
+    tn, fp, fn, tp = (int(n) for n in confusion_matrix(truth, alarm, labels=[0, 1]).ravel())
 
     def ratio(num: float, den: float) -> float:
         return num / den if den else 0.0
 
     return {
-        "f1": ratio(2 * tp, 2 * tp + fp + fn),
+        "f1": float(f1),
         "far_pct": 100 * ratio(fp, fp + tn),
         "mar_pct": 100 * ratio(fn, fn + tp),
-        "precision": ratio(tp, tp + fp),
-        "recall": ratio(tp, tp + fn),
+        "precision": float(precision),
+        "recall": float(recall),
     }
 
 
