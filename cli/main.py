@@ -54,8 +54,6 @@ app.command("train")(train)
 app.command("evaluate")(evaluate)
 app.add_typer(models_app, name="models")
 
-_CELERY_LEVELS = {"TRACE": "DEBUG", "SUCCESS": "INFO"}
-
 
 def load_settings() -> Settings:
     """Read the settings, or exit 2 with one line naming the invalid variable."""
@@ -156,43 +154,12 @@ def worker(
     hostname: Annotated[str, typer.Option(help="Celery node name.")] = "gnn@%h",
 ) -> None:
     """Run a worker node with the settings (pool, queues, health port: GNN_WORKER__*)."""
-    from service.db.migrate import upgrade
     from service.logging import configure_logging
-    from worker.app import create_app
+    from worker.app import create_app, run_worker
 
     settings = _settings(ctx)
     configure_logging(level=settings.log_level, fmt=settings.log_format)
-    celery_app = create_app(settings)
-    # Bound before anything slow, and before Celery: inside Celery's start a taken port
-    # would only be logged, and the worker would run with no endpoint to probe.
-    celery_app.start_health_server()
-    celery_app.check_broker_login()  # wrong credentials end the start; a broker down is waited for
-    if settings.database.migrate_on_start:
-        upgrade(settings.database_url)
-    worker_settings = settings.worker
-    argv = [
-        "worker",
-        f"--pool={worker_settings.pool}",
-        f"--concurrency={worker_settings.concurrency}",
-        # The snapshot queue is read by the micro-batching consumer, not by Celery's own
-        # (except in the naive benchmark baseline, where a plain task takes each snapshot).
-        "--queues="
-        + (
-            f"{worker_settings.queue},{worker_settings.control_queue}"
-            if worker_settings.mode == "naive"
-            else worker_settings.control_queue
-        ),
-        f"--hostname={hostname}",
-        f"--loglevel={_CELERY_LEVELS.get(settings.log_level, settings.log_level)}",
-        "--without-mingle",
-        "--without-gossip",
-    ]
-    if worker_settings.send_task_events:
-        argv.append("--task-events")
-    try:
-        celery_app.worker_main(argv)
-    finally:
-        celery_app.close_health_server()
+    run_worker(create_app(settings), hostname=hostname)
 
 
 @app.command()

@@ -28,14 +28,21 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+#: What a worker process runs by default (``python -m`` and the rest): ``gnn-service worker``.
+WORKER_COMMAND = ("cli", "worker")
+
+
 class WorkerProcess:
-    """One ``gnn-service worker`` subprocess.
+    """One ``gnn-service worker`` subprocess (or another worker entry point).
 
     Args:
         env: Environment for the worker (GNN_* settings); merged over this process's.
         hostname: Celery node name.
         log_path: File receiving the worker's stdout and stderr (JSON log lines).
-        extra_args: More ``gnn-service worker`` options.
+        extra_args: More options of the command.
+        command: Module run with ``python -m``, and its arguments before ``--hostname``;
+            the default is ``gnn-service worker``. The command must take ``--hostname``
+            and serve the health endpoint at ``GNN_WORKER__HEALTH_PORT``.
     """
 
     def __init__(
@@ -45,14 +52,13 @@ class WorkerProcess:
         hostname: str,
         log_path: Path,
         extra_args: tuple[str, ...] = (),
+        command: tuple[str, ...] = WORKER_COMMAND,
     ) -> None:
         self.hostname = hostname
         self.log_path = log_path
         self.health_port = int(env.get("GNN_WORKER__HEALTH_PORT") or free_port())
         self._env = {**os.environ, **env, "GNN_WORKER__HEALTH_PORT": str(self.health_port)}
-        self._args = (
-            sys.executable, "-m", "cli", "worker", "--hostname", hostname, *extra_args,
-        )  # fmt: skip
+        self._args = (sys.executable, "-m", *command, "--hostname", hostname, *extra_args)
         self._process: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
 

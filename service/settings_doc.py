@@ -52,7 +52,8 @@ def _reference_row(loc: tuple[str, ...], field: Any) -> str:
 
 _DOC_HEAD = """# Configuration
 
-Generated from `service/settings.py` by `gnn-service config docs`; a test keeps it current.
+Generated from `service/settings.py` and `service/settings_sections.py` by
+`gnn-service config docs`; a test keeps it current.
 
 Settings are read, highest precedence first, from keyword arguments (tests, embedding code),
 environment variables, a `.env` file in the working directory, then the defaults below.

@@ -9,6 +9,7 @@ pool alike) and closed by ``worker_process_shutdown`` or, for the solo pool, by
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from celery import signals
@@ -22,13 +23,16 @@ from service.logging import bind_context, configure_logging, unbind_context
 from service.metrics import ServiceMetrics
 from service.queue_collector import QueueCollector
 from service.settings import Settings
-from service.wire import CORRELATION_HEADER, PUBLISHED_AT_HEADER, TASK_DIAGNOSE, TASK_PING
+from service.wire import CORRELATION_HEADER, PUBLISHED_AT_HEADER, TASK_PING
 from worker.health import CheckResult, HealthChecks, HealthServer
 from worker.resources import ProcessResources
 
 if TYPE_CHECKING:  # the consumer brings torch; producers import this module without it
     from worker.consumer import SnapshotConsumer
     from worker.model_store import DatabaseRegistry
+
+#: Celery's names of loguru's levels it lacks.
+_CELERY_LEVELS = {"TRACE": "DEBUG", "SUCCESS": "INFO"}
 
 
 class WorkerApp(ServiceApp):
@@ -66,7 +70,7 @@ class WorkerApp(ServiceApp):
             # Before the consumer's thread first connects: adding the tracing hooks to an
             # engine another thread is using races SQLAlchemy's event lists.
             instrument_engine(resources.database.engine)
-            if self.settings.worker.consume_snapshots and self.settings.worker.mode == "batched":
+            if self.settings.worker.consume_snapshots:
                 consumer = build_snapshot_consumer(self, resources)
                 resources.enter(consumer.stop)
                 resources.enter(lambda: setattr(self, "snapshot_consumer", None))
@@ -185,43 +189,53 @@ def create_app(settings: Settings) -> WorkerApp:
     broker_url, backend_url = resolve_urls(settings)
     app = WorkerApp(settings, broker_url=broker_url, backend_url=backend_url)
     _register_tasks(app)
-    if settings.worker.mode == "naive":
-        _register_naive_task(app)
     _register_control(app)
     _connect_signals(app)
     return app
 
 
-def _register_naive_task(app: WorkerApp) -> None:
-    """The naive baseline: one Celery task per snapshot, one forward each, result stored by
-    Celery. Registered only with GNN_WORKER__MODE=naive, for the pipeline benchmark."""
-    state: dict[str, Any] = {}
+def run_worker(app: WorkerApp, *, hostname: str, queues: Sequence[str] | None = None) -> None:
+    """Run ``app``'s worker node in this process until it stops (``gnn-service worker``).
 
-    @app.task(name=TASK_DIAGNOSE, bind=True, shared=False)  # type: ignore[untyped-decorator]
-    def diagnose_one(self: Any, snapshot: dict[str, Any]) -> dict[str, Any]:
-        from machines.catalog import builtin_spec
-        from worker.messages import Incoming
-        from worker.model_source import ModelSource
-        from worker.pipeline import BatchProcessor
-        from worker.resources import freeze_heap
-        from worker.storage import OutcomeStore
+    The health endpoint is bound before anything slow, and before Celery: inside Celery's
+    start a taken port would only be logged, and the worker would run with no endpoint to
+    probe. Wrong broker credentials end the start (a broker that is down is waited for);
+    then migrations run (GNN_DATABASE__MIGRATE_ON_START) and Celery's worker starts with
+    the pool of the settings.
 
-        resources = app.open_process_resources()
-        if "processor" not in state:
-            runner = ModelSource(app.settings, model_registry(app.settings, resources)).load()
-            state["processor"] = BatchProcessor(
-                settings=app.settings, runner=runner, resolve_spec=builtin_spec
-            )
-            state["store"] = OutcomeStore(resources)
-            if app.settings.worker.freeze_heap:
-                freeze_heap()  # as the batched workers do after their load
-        headers = {"id": self.request.id, "expires": self.request.expires}
-        result = state["processor"].process([Incoming.from_task(snapshot, headers)])
-        if result.error is not None:
-            raise result.error
-        state["store"].save(result.finished)  # one INSERT for this one snapshot
-        outcome: dict[str, Any] = result.finished[0].outcome.model_dump(mode="json")
-        return outcome
+    Args:
+        app: The worker app (:func:`create_app`).
+        hostname: Celery node name.
+        queues: Queues Celery's own consumer reads. Default: the control queue only, since
+            the snapshot queue is read by the micro-batching consumer.
+
+    Raises:
+        ConfigurationError: The health port cannot be bound.
+    """
+    from service.db.migrate import upgrade
+
+    settings = app.settings
+    config = settings.worker
+    app.start_health_server()
+    try:
+        app.check_broker_login()
+        if settings.database.migrate_on_start:
+            upgrade(settings.database_url)
+        argv = [
+            "worker",
+            f"--pool={config.pool}",
+            f"--concurrency={config.concurrency}",
+            "--queues=" + ",".join(queues or (config.control_queue,)),
+            f"--hostname={hostname}",
+            f"--loglevel={_CELERY_LEVELS.get(settings.log_level, settings.log_level)}",
+            "--without-mingle",
+            "--without-gossip",
+        ]
+        if config.send_task_events:
+            argv.append("--task-events")
+        app.worker_main(argv)
+    finally:
+        app.close_health_server()
 
 
 def _register_tasks(app: WorkerApp) -> None:

@@ -49,11 +49,6 @@ class Incoming:
     _sha256: str | None = field(default=None, repr=False)
     signed: bool = False
 
-    @classmethod
-    def from_task(cls, snapshot: dict[str, Any], headers: Mapping[str, Any]) -> Incoming:
-        """A message already decoded by Celery (the naive one-task-per-snapshot baseline)."""
-        return cls(message=_DecodedTask(dict(headers)), _data=snapshot)
-
     def prepare(self, limits: SecuritySettings, verifier: SignatureVerifier | None = None) -> None:
         """Check the headers and decode the body once, on receipt; a refusal is kept.
 
@@ -281,13 +276,3 @@ def _snapshot_argument(body: Any) -> dict[str, Any]:
         reason=DeadLetterReason.SCHEMA_INVALID.value,
         field="<body>",
     )
-
-
-@dataclass
-class _DecodedTask:
-    """Stands where a kombu message would for a task Celery has already decoded."""
-
-    headers: dict[str, Any]
-    unreadable: None = None
-    body: bytes = b""
-    content_type: str = "application/json"

@@ -158,28 +158,5 @@ def assemble(
     )
 
 
-def diagnose(
-    *,
-    snapshot: Snapshot,
-    sample: GraphSample,
-    output: ModelOutput,
-    model_version: str,
-    rules: DiagnosisSettings,
-    created_at: datetime,
-    timings: Timings,
-) -> Diagnosis:
-    """Build the Diagnosis of one snapshot from its share of a batch's output."""
-    components, machine_health = component_diagnoses(sample, output, rules)
-    return assemble(
-        snapshot=snapshot,
-        sample=sample,
-        components=components,
-        machine_health=machine_health,
-        model_version=model_version,
-        created_at=created_at,
-        timings=timings,
-    )
-
-
 def _unit(value: float) -> float:
     return min(1.0, max(0.0, value))

@@ -130,7 +130,7 @@ class OutcomeRepository:
                     return False
 
                 diagnosis_rows = [
-                    _diagnosis_row(item, now)
+                    diagnosis_row(item, now)
                     for item in diagnoses
                     if mine(item.snapshot_id, "diagnosed")
                 ]
@@ -201,23 +201,6 @@ class OutcomeRepository:
     async def save_many(self, *, diagnoses: Sequence[Diagnosis]) -> int:
         """Store diagnoses with one statement; returns how many rows were new."""
         return (await self.save_batch(diagnoses=diagnoses)).diagnoses
-
-    async def save_each(self, *, diagnoses: Sequence[Diagnosis]) -> int:
-        """Store diagnoses with one INSERT per diagnosis, in one transaction (the design
-        ``save_many`` replaces; kept for the db-write benchmark)."""
-        now = datetime.now(UTC)
-        rows = [_diagnosis_row(item, now) for item in diagnoses]
-
-        async def write() -> int:
-            inserted = 0
-            async with self.database.engine.begin() as connection:
-                for row in rows:
-                    inserted += len(
-                        await self._insert(connection, tables.diagnoses, [row], "snapshot_id")
-                    )
-            return inserted
-
-        return await self.database.retrying(write, what="row-by-row write")
 
     async def _insert(
         self, connection: AsyncConnection, table: Table, rows: list[dict[str, Any]], key: str
@@ -348,7 +331,9 @@ class OutcomeRepository:
         return await self.database.retrying(read, what="read")
 
 
-def _diagnosis_row(item: Diagnosis, stored_at: datetime) -> dict[str, Any]:
+def diagnosis_row(item: Diagnosis, stored_at: datetime) -> dict[str, Any]:
+    """The ``diagnoses`` row of ``item``, with its summary columns (the worst component's
+    status and fault), stored at ``stored_at``."""
     worst = max(item.components, key=lambda c: (_STATUS_RANK[c.status], -c.health), default=None)
     return {
         "snapshot_id": item.snapshot_id,

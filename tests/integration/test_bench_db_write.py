@@ -1,6 +1,7 @@
 """`gnn-service benchmark db-write` at tiny sizes: the result follows the shared format, every
-variant wrote batches x batch size rows (counted in the databases), and the benchmark never
-empties a table holding diagnoses it did not write."""
+variant wrote batches x batch size rows (counted in the databases), the benchmark never
+empties a table holding diagnoses it did not write, and its row-by-row variant stores the
+rows the repository's bulk statement stores."""
 
 from __future__ import annotations
 
@@ -9,13 +10,23 @@ import json
 import math
 import sqlite3
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
+from sqlalchemy import select
 
+from schemas import Diagnosis
+from schemas.diagnosis import ComponentDiagnosis, Contribution, RemainingLife, Timings
+from service.db import schema as tables
+from service.db.database import Database, LoopRunner
 from service.db.migrate import upgrade
+from service.db.repositories import OutcomeRepository
+from service.settings import DatabaseSettings
+from training.benchmarks.db_write import RowByRowWriter
 
 pytestmark = pytest.mark.integration
 
@@ -130,3 +141,76 @@ def test_db_write_names_an_unusable_postgres_url(
     assert message in done.stderr
     assert "Traceback" not in done.stderr
     assert not (tmp_path / "out.json").exists()
+
+
+T0 = datetime(2026, 11, 29, 8, 0, 0, 123456, tzinfo=UTC)
+
+
+def _diagnosis(snapshot_id: str, created_at: datetime) -> Diagnosis:
+    """A diagnosis with every optional field of a component set."""
+    return Diagnosis(
+        snapshot_id=snapshot_id,
+        system_id="excavator-7",
+        model_version="universal@3",
+        created_at=created_at,
+        correlation_id=f"req-{snapshot_id}",
+        machine_health=0.82,
+        components=[
+            ComponentDiagnosis(
+                component_id="hydraulic_pump",
+                health=0.41,
+                status="critical",
+                fault="pump_internal_leak",
+                fault_probabilities={"normal": 0.15, "pump_internal_leak": 0.85},
+                anomaly_score=3.25,
+                rul=RemainingLife(hours=12.5, low_hours=6.0, high_hours=30.0),
+                top_sensors=[Contribution(id="pump_pressure", score=0.7)],
+                top_connections=[Contribution(id="hydraulic_pump->boom_cylinder", score=0.2)],
+            ),
+            ComponentDiagnosis(component_id="engine", health=0.97, status="ok"),
+        ],
+        timings=Timings(queue_ms=4.5, batch_wait_ms=12.0, forward_ms=3.25, total_ms=21.0),
+        warnings=["sensor boom_angle masked: 3 samples missing"],
+    )
+
+
+@pytest.fixture
+def run() -> Iterator[LoopRunner]:
+    runner = LoopRunner()
+    yield runner
+    runner.close()
+
+
+@pytest.fixture
+def database(migrated_database_url: str, run: LoopRunner) -> Iterator[Database]:
+    database = Database(migrated_database_url, DatabaseSettings())
+    yield database
+    run(database.dispose())
+
+
+def test_row_by_row_writes_store_the_same_rows_as_the_bulk_statement(
+    run: LoopRunner, database: Database
+) -> None:
+    repository = OutcomeRepository(database)
+    writer = RowByRowWriter(database)
+    many = [_diagnosis(f"many-{i}", T0 + timedelta(seconds=i)) for i in range(5)]
+    each = [item.model_copy(update={"snapshot_id": f"each-{i}"}) for i, item in enumerate(many)]
+    assert run(repository.save_many(diagnoses=many)) == 5
+    assert run(writer.save_each(diagnoses=each)) == 5
+    # Each is idempotent, and each sees the other's rows.
+    assert run(writer.save_each(diagnoses=many)) == 0
+    assert run(repository.save_many(diagnoses=each)) == 0
+
+    async def rows(prefix: str) -> list[dict[str, Any]]:
+        table = tables.diagnoses
+        query = select(table).where(table.c.snapshot_id.like(f"{prefix}-%")).order_by(table.c.id)
+        async with database.engine.connect() as connection:
+            found = (await connection.execute(query)).mappings().all()
+        ignored = {"id", "snapshot_id", "stored_at"}
+        return [{k: v for k, v in row.items() if k not in ignored} for row in found]
+
+    assert run(rows("many")) == run(rows("each"))
+    assert len(run(rows("each"))) == 5
+    for item in each:
+        assert run(repository.get_by_snapshot(snapshot_id=item.snapshot_id)) == item
+    assert run(repository.count(table="diagnoses")) == 10

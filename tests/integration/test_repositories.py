@@ -181,7 +181,7 @@ def test_an_id_twice_in_one_batch_is_stored_once_and_the_first_one_wins(
     assert run(repository.get_by_snapshot(snapshot_id="dup")) == first
     assert run(repository.get_expired(snapshot_id="late")) == expired("late")
     assert [e.record.reason for e in run(repository.dead_letters())] == ["schema_invalid"]
-    assert run(repository.save_each(diagnoses=[first, second])) == 0
+    assert run(repository.save_many(diagnoses=[first, second])) == 0
     assert _counts(run, repository)["diagnoses"] == 1
 
 
@@ -408,32 +408,6 @@ def test_a_system_is_registered_once_with_its_spec_name(
     fresh = OutcomeRepository(database)  # another process: no cache, the table decides
     assert run(fresh.save_batch(diagnoses=[diagnosis("s3")], specs=specs)).systems == 0
     assert run(repository.systems()) == [("cnc-2", "cnc_machine"), ("excavator-7", "excavator")]
-
-
-def test_row_by_row_writes_store_the_same_rows_as_one_statement(
-    run: LoopRunner, database: Database, repository: OutcomeRepository
-) -> None:
-    many = [diagnosis(f"many-{i}", created_at=T0 + timedelta(seconds=i)) for i in range(5)]
-    each = [item.model_copy(update={"snapshot_id": f"each-{i}"}) for i, item in enumerate(many)]
-    assert run(repository.save_many(diagnoses=many)) == 5
-    assert run(repository.save_each(diagnoses=each)) == 5
-    # Each is idempotent, and each sees the other's rows.
-    assert run(repository.save_each(diagnoses=many)) == 0
-    assert run(repository.save_many(diagnoses=each)) == 0
-
-    async def rows(prefix: str) -> list[dict[str, Any]]:
-        table = tables.diagnoses
-        query = select(table).where(table.c.snapshot_id.like(f"{prefix}-%")).order_by(table.c.id)
-        async with database.engine.connect() as connection:
-            found = (await connection.execute(query)).mappings().all()
-        ignored = {"id", "snapshot_id", "stored_at"}
-        return [{k: v for k, v in row.items() if k not in ignored} for row in found]
-
-    assert run(rows("many")) == run(rows("each"))
-    assert len(run(rows("each"))) == 5
-    for item in each:
-        assert run(repository.get_by_snapshot(snapshot_id=item.snapshot_id)) == item
-    assert run(repository.count(table="diagnoses")) == 10
 
 
 def test_a_call_with_more_rows_than_one_statement_takes_stores_them_all(

@@ -1,7 +1,8 @@
 """``gnn-service benchmark db-write``: diagnoses written per second, one bulk statement per
-batch (``OutcomeRepository.save_many``) vs one INSERT per diagnosis (``save_each``), on
-PostgreSQL and on SQLite (the embedded default), same rows, same run (docs/benchmarks.md,
-../BENCHMARKS "db-write").
+batch (``OutcomeRepository.save_many``) vs one INSERT per diagnosis
+(:class:`RowByRowWriter`, the design the bulk statement replaces), on PostgreSQL and on
+SQLite (the embedded default), same rows, same run (docs/benchmarks.md, ../BENCHMARKS
+"db-write").
 
 Rows are real diagnoses: the bundled model and the worker's ``BatchProcessor`` diagnose a
 few windows of each demo machine with its fault developing, once; the benchmark then clones
@@ -20,11 +21,13 @@ import tempfile
 import time
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from sqlalchemy import func, select, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 
 from machines.catalog import DEMO_FAULTS, builtin_spec
@@ -35,12 +38,12 @@ from schemas.result import Diagnosed
 from service.db import schema as tables
 from service.db.database import Database, LoopRunner, connected
 from service.db.migrate import upgrade
-from service.db.repositories import MAX_ROWS_PER_STATEMENT, OutcomeRepository
+from service.db.repositories import MAX_ROWS_PER_STATEMENT, OutcomeRepository, diagnosis_row
 from service.db.urls import prepare_database_url
 from service.errors import ConfigurationError, ServiceError
 from service.settings import Settings, mask_url
+from training.benchmarks.decoded import decoded_incoming
 from training.benchmarks.report import result_document
-from worker.messages import Incoming
 from worker.model_source import ModelSource
 from worker.pipeline import BatchProcessor
 
@@ -55,7 +58,7 @@ VARIANTS = ("per_row", "bulk")
 
 Report = Callable[[str], None]
 Writer = Callable[..., Coroutine[Any, Any, int]]
-"""``save_each`` or ``save_many`` of an ``OutcomeRepository``: ``diagnoses=`` a batch."""
+"""``RowByRowWriter.save_each`` or ``OutcomeRepository.save_many``: ``diagnoses=`` a batch."""
 Tick = Callable[[str, int, int], None]
 """Told after every timed batch: the variant's label, batches done, batches in all."""
 
@@ -163,10 +166,9 @@ def run_db_write_benchmark(
         )
         results: dict[str, dict[str, float]] = {}
         for name, (database, run) in opened.items():
-            repository = OutcomeRepository(database)
             writers: dict[str, Writer] = {
-                "per_row": repository.save_each,
-                "bulk": repository.save_many,
+                "per_row": RowByRowWriter(database).save_each,
+                "bulk": OutcomeRepository(database).save_many,
             }
             for variant in VARIANTS:
                 label = f"{name}_{variant}"
@@ -254,7 +256,7 @@ def template_diagnoses(
             system_id=f"bench-{name}",
         ):
             body = snapshot.model_dump(mode="json")
-            incoming.append(Incoming.from_task(body, {"id": snapshot.snapshot_id}))
+            incoming.append(decoded_incoming(body, {"id": snapshot.snapshot_id}))
     result = processor.process(incoming)
     diagnoses = [
         item.outcome.diagnosis for item in result.finished if isinstance(item.outcome, Diagnosed)
@@ -276,6 +278,49 @@ def clone(templates: Sequence[Diagnosis], count: int, *, prefix: str) -> list[Di
         )
         for number in range(count)
     ]
+
+
+# writes -------------------------------------------------------------------------------
+
+
+class RowByRowWriter:
+    """The design ``OutcomeRepository.save_many`` replaces: one INSERT per diagnosis, every
+    diagnosis of a call in one transaction, retried as the repository retries. The rows and
+    the conflict rule are the repository's (:func:`~service.db.repositories.diagnosis_row`;
+    a snapshot id stored already is skipped), so both variants store the same rows.
+
+    Args:
+        database: The database written to.
+    """
+
+    def __init__(self, database: Database) -> None:
+        self.database = database
+        table = tables.diagnoses
+        dialect = postgresql if database.dialect == "postgresql" else sqlite
+        self._statement = (
+            dialect.insert(table)
+            .on_conflict_do_nothing(index_elements=["snapshot_id"])
+            .returning(table.c.snapshot_id)
+        )
+
+    def __repr__(self) -> str:
+        return f"RowByRowWriter({self.database!r})"
+
+    async def save_each(self, *, diagnoses: Sequence[Diagnosis]) -> int:
+        """Store diagnoses with one INSERT each, in one transaction; returns how many rows
+        were new."""
+        now = datetime.now(UTC)
+        rows = [diagnosis_row(item, now) for item in diagnoses]
+
+        async def write() -> int:
+            inserted = 0
+            async with self.database.engine.begin() as connection:
+                for row in rows:
+                    result = await connection.execute(self._statement, [row])
+                    inserted += len(set(result.scalars().all()))
+            return inserted
+
+        return await self.database.retrying(write, what="row-by-row write")
 
 
 # databases ----------------------------------------------------------------------------

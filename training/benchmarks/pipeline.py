@@ -4,13 +4,14 @@ payloads (docs/benchmarks.md, "pipeline").
 Variants: ``raw_model`` (in process: features + forward at the best batch size, the limit),
 ``batched`` (worker processes with micro-batching), ``unbatched`` (the same with batch size
 1), ``naive`` (one plain Celery task per snapshot that runs the model and inserts its row,
-the design this service replaces), the batched variant without the heap freeze, and the
-batched variant on the embedded default. Load: a burst of N snapshots (drain throughput
-from the first to the last stored outcome) and open-loop publishing at fixed rates (latency
-from publish to stored, p50/p95/p99). The production variants run on Redis and a scratch
-PostgreSQL database, the embedded one on the embedded broker and SQLite. The clock stops
-when the diagnosis is stored: workers commit it to the database first and then write it to
-the result backend, whose ``date_done`` (taken after the commit) is the stop time.
+the design this service replaces: :mod:`training.benchmarks.naive`), the batched variant
+without the heap freeze, and the batched variant on the embedded default. Load: a burst of
+N snapshots (drain throughput from the first to the last stored outcome) and open-loop
+publishing at fixed rates (latency from publish to stored, p50/p95/p99). The production
+variants run on Redis and a scratch PostgreSQL database, the embedded one on the embedded
+broker and SQLite. The clock stops when the diagnosis is stored: workers commit it to the
+database first and then write it to the result backend, whose ``date_done`` (taken after
+the commit) is the stop time.
 """
 
 from __future__ import annotations
@@ -36,9 +37,10 @@ from machines.generator import generate
 from machines.windows import windows
 from schemas import Snapshot
 from service.embedded import EmbeddedRedis
-from service.launcher import WorkerProcess
+from service.launcher import WORKER_COMMAND, WorkerProcess
 from service.settings import DatabaseSettings, Settings
 from service.wire import PUBLISHED_AT_HEADER, TASK_DIAGNOSE
+from training.benchmarks.naive import NAIVE_COMMAND
 from training.benchmarks.report import result_document, scratch_database
 from worker.app import create_app
 from worker.model import encode_window
@@ -129,7 +131,6 @@ def _run(
     }
     naive_env = {
         **redis_env,
-        "GNN_WORKER__MODE": "naive",
         "GNN_WORKER__POOL": "prefork",
         "GNN_WORKER__CONCURRENCY": str(config.workers),
     }
@@ -146,7 +147,8 @@ def _run(
         ("embedded_batched", embedded_env, config.workers),
     ]
     for name, env, processes in variants:
-        with _workers(name, env, processes, data_dir) as target:
+        command = NAIVE_COMMAND if name == "naive" else WORKER_COMMAND
+        with _workers(name, env, processes, data_dir, command=command) as target:
             report(f"{name}: burst of {config.burst}")
             results[name] = {"drain_throughput_rps": _burst(target, snapshots[: config.burst])}
             report(f"{name}: {results[name]['drain_throughput_rps']:.0f} snapshots/s")
@@ -215,7 +217,14 @@ class _Target:
 
 
 @contextmanager
-def _workers(name: str, env: dict[str, str], processes: int, data_dir: Path) -> Iterator[_Target]:
+def _workers(
+    name: str,
+    env: dict[str, str],
+    processes: int,
+    data_dir: Path,
+    *,
+    command: tuple[str, ...] = WORKER_COMMAND,
+) -> Iterator[_Target]:
     queue = f"bench.{name}.{os.getpid()}"
     env = {**env, "GNN_WORKER__QUEUE": queue, "GNN_WORKER__CONTROL_QUEUE": f"{queue}.control"}
     settings = Settings(**_settings_kwargs(env))
@@ -229,7 +238,10 @@ def _workers(name: str, env: dict[str, str], processes: int, data_dir: Path) -> 
     started = []
     for index in range(processes):
         process = WorkerProcess(
-            env=env, hostname=f"{name}{index}@%h", log_path=data_dir / f"{name}{index}.log"
+            env=env,
+            hostname=f"{name}{index}@%h",
+            log_path=data_dir / f"{name}{index}.log",
+            command=command,
         )
         process.start()
         started.append(process)

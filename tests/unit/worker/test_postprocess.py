@@ -39,7 +39,7 @@ def test_diagnoses_built_without_validation_still_satisfy_the_schema() -> None:
     from schemas import Diagnosis, Timings
     from worker.engine import ModelRunner
     from worker.model import FeatureContract, ModelConfig, UniversalTemporalGNN, encode_window
-    from worker.postprocess import diagnose
+    from worker.postprocess import assemble, component_diagnoses
 
     torch.manual_seed(0)
     contract = FeatureContract()
@@ -56,12 +56,15 @@ def test_diagnoses_built_without_validation_still_satisfy_the_schema() -> None:
         runner.specs.get(spec), snapshot.window.readings, snapshot.window.sample_rate_hz, contract
     )
     (output,), _ = runner.forward([sample])
-    built = diagnose(
+    # The batch processor's two steps: schema-checked component records, then the unchecked
+    # Diagnosis around them.
+    components, machine_health = component_diagnoses(sample, output, DiagnosisSettings())
+    built = assemble(
         snapshot=snapshot,
         sample=sample,
-        output=output,
+        components=components,
+        machine_health=machine_health,
         model_version=runner.version,
-        rules=DiagnosisSettings(),
         created_at=datetime.now(UTC),
         timings=Timings(),
     )

@@ -1,0 +1,90 @@
+"""The naive baseline of ``gnn-service benchmark pipeline``: one plain Celery task per
+snapshot, one model forward and one INSERT each, the outcome stored by Celery: the design
+this service replaces.
+
+A naive worker is the product's worker app (:func:`worker.app.create_app`) with the
+micro-batching snapshot consumer off and the naive task registered on the snapshot queue; it
+starts and stops as ``gnn-service worker`` does (:func:`worker.app.run_worker`). Run it as
+``python -m training.benchmarks.naive --hostname NAME`` (what
+:class:`~service.launcher.WorkerProcess` passes with ``command=NAIVE_COMMAND``), with the
+worker's GNN_* settings in the environment; the pipeline benchmark runs it with the prefork
+pool.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from typing import Any
+
+from service.logging import configure_logging
+from service.settings import Settings
+from service.wire import TASK_DIAGNOSE
+from training.benchmarks.decoded import decoded_incoming
+from worker.app import WorkerApp, create_app, model_registry, run_worker
+
+#: ``python -m`` arguments of a naive worker, for :class:`~service.launcher.WorkerProcess`.
+NAIVE_COMMAND = ("training.benchmarks.naive",)
+
+
+def create_naive_app(settings: Settings) -> WorkerApp:
+    """The worker app of ``settings`` without the snapshot consumer, with the naive task."""
+    worker = settings.worker.model_copy(update={"consume_snapshots": False})
+    app = create_app(settings.model_copy(update={"worker": worker}))
+    register_naive_task(app)
+    return app
+
+
+def register_naive_task(app: WorkerApp) -> None:
+    """Register the snapshot task: each call loads the model once per process (then keeps
+    it), diagnoses its one snapshot with the worker's batch processor, inserts the row and
+    returns the outcome for Celery to store."""
+    state: dict[str, Any] = {}
+
+    @app.task(name=TASK_DIAGNOSE, bind=True, shared=False)  # type: ignore[untyped-decorator]
+    def diagnose_one(self: Any, snapshot: dict[str, Any]) -> dict[str, Any]:
+        # Imported in the pool's processes, after the fork, as the batched workers do.
+        from machines.catalog import builtin_spec
+        from worker.model_source import ModelSource
+        from worker.pipeline import BatchProcessor
+        from worker.resources import freeze_heap
+        from worker.storage import OutcomeStore
+
+        resources = app.open_process_resources()
+        if "processor" not in state:
+            runner = ModelSource(app.settings, model_registry(app.settings, resources)).load()
+            state["processor"] = BatchProcessor(
+                settings=app.settings, runner=runner, resolve_spec=builtin_spec
+            )
+            state["store"] = OutcomeStore(resources)
+            if app.settings.worker.freeze_heap:
+                freeze_heap()  # as the batched workers do after their load
+        headers = {"id": self.request.id, "expires": self.request.expires}
+        result = state["processor"].process([decoded_incoming(snapshot, headers)])
+        if result.error is not None:
+            raise result.error
+        state["store"].save(result.finished)  # one INSERT for this one snapshot
+        outcome: dict[str, Any] = result.finished[0].outcome.model_dump(mode="json")
+        return outcome
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Run a naive worker node with the settings of the environment until it stops."""
+    parser = argparse.ArgumentParser(
+        prog="python -m training.benchmarks.naive",
+        description="Run a naive worker: one plain Celery task per snapshot.",
+    )
+    parser.add_argument("--hostname", default="gnn@%h", help="Celery node name.")
+    args = parser.parse_args(argv)
+    settings = Settings()
+    configure_logging(level=settings.log_level, fmt=settings.log_format)
+    config = settings.worker
+    run_worker(
+        create_naive_app(settings),
+        hostname=args.hostname,
+        queues=(config.queue, config.control_queue),
+    )
+
+
+if __name__ == "__main__":
+    main()
