@@ -14,7 +14,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from cli.benchmark import hydraulic
+from cli.benchmark_data import hydraulic
 from training.benchmarks.hydraulic import run as bench_hydraulic
 from training.benchmarks.hydraulic.baseline import cycle_features
 from training.benchmarks.hydraulic.dataset import (
