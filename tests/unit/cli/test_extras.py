@@ -3,10 +3,14 @@ the extra ends with one line naming it and the install command."""
 
 from __future__ import annotations
 
+import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import CliRunner
+
+#: The ``gnn_cli`` fixture of tests/conftest.py.
+CliRunner = Callable[..., "subprocess.CompletedProcess[str]"]
 
 #: Commands that need scikit-learn or matplotlib, with arguments that would otherwise run.
 TRAIN_COMMANDS = [
