@@ -24,6 +24,7 @@ from pydantic_settings import SettingsError
 
 from cli.benchmark import benchmark_app
 from cli.demo import demo_app
+from cli.importing import import_runs
 from cli.produce import produce
 from cli.train import evaluate, models_app, train
 from service.settings import SecuritySettings, Settings, describe_error
@@ -50,6 +51,7 @@ app.add_typer(schemas_app, name="schemas")
 app.add_typer(demo_app, name="demo")
 app.command("produce")(produce)
 app.add_typer(benchmark_app, name="benchmark")
+app.command("import")(import_runs)
 app.command("train")(train)
 app.command("evaluate")(evaluate)
 app.add_typer(models_app, name="models")

@@ -10,6 +10,7 @@ models``) is in :mod:`cli.build`.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -26,6 +27,7 @@ from cli.errors import require_extra
 if TYPE_CHECKING:
     from contextlib import AbstractContextManager
 
+    from training.comparison import Comparison
     from training.fit import ProgressCallback
     from worker.model_store import DatabaseRegistry
 
@@ -40,7 +42,7 @@ _HEADS = (
     ("fault_macro_f1", "fault F1", "{:.3f}"),
     ("health_mae", "health MAE", "{:.3f}"),
     ("rul_mae_hours", "RUL MAE h", "{:.0f}"),
-    ("anomaly_auroc", "anomaly AUROC", "{:.3f}"),
+    ("anomaly_auroc", "sensor AUROC", "{:.3f}"),
     ("anomaly_auroc_developed", "AUROC developed", "{:.3f}"),
 )
 SystemsOption = Annotated[
@@ -71,11 +73,14 @@ def errors_as_lines() -> Iterator[None]:
     bad option value, 1 for a file, checkpoint or registry that cannot be used)."""
     from machines import DurationError, FaultSpecError, RunFormatError, UnknownMachineError
     from service.errors import ConfigurationError
+    from training.errors import TrainingDataError, WindowOptionError
 
     try:
         yield
-    except (UnknownMachineError, DurationError, FaultSpecError) as exc:
+    except (UnknownMachineError, DurationError, FaultSpecError, WindowOptionError) as exc:
         _fail(str(exc).strip("'\""), 2)
+    except TrainingDataError as exc:
+        _fail(str(exc))
     except (ConnectionError, TimeoutError):
         raise  # a server that cannot be reached: the entry point's one line and exit status 3
     except (ConfigurationError, RunFormatError, OSError) as exc:
@@ -99,10 +104,71 @@ def metrics_table(title: str, metrics: Mapping[str, Any]) -> Table:
         table.add_column(header, justify="right")
     rows = [*sorted(metrics["per_system"].items()), ("all", metrics["overall"])]
     for system, values in rows:
+        table.add_row(system, *(_cell(values, key, fmt) for key, _, fmt in _HEADS))
+    if not metrics["overall"].get("faulty_components", 1):
+        table.caption = "undefined: no component is faulty in these windows"
+    return table
+
+
+_COMPARED = (
+    ("window_anomaly_auroc", "window anomaly AUROC", "{:.3f}"),
+    ("fault_macro_f1", "fault macro-F1", "{:.3f}"),
+    ("false_alarm_rate", "false alarms", "{:.2f}"),
+    ("detection_rate", "detected", "{:.2f}"),
+    ("run_accuracy", "runs right", "{:.2f}"),
+    ("fault_score_std", "fault prob std", "{:.3f}"),
+    ("anomaly_score_std", "anomaly std", "{:.3f}"),
+)
+
+
+def _cell(values: Mapping[str, Any] | None, key: str, fmt: str) -> str:
+    """A metric as text: ``undefined`` where it is not a finite number, ``none`` without a
+    model (no baseline)."""
+    if values is None:
+        return "none"
+    value = values.get(key)
+    finite = isinstance(value, int | float) and math.isfinite(value)
+    return fmt.format(value) if finite else "undefined"
+
+
+def say(console: Console, line: str) -> None:
+    """A line of plain words: no markup, no highlighting, never wrapped (grep finds it)."""
+    console.print(line, markup=False, highlight=False, soft_wrap=True)
+
+
+def print_comparison(console: Console, title: str, comparison: Comparison) -> None:
+    """The GNN and the baseline side by side, the reasons for undefined metrics and the
+    warnings, each a line starting with WARNING."""
+    table = Table(title=title)
+    table.add_column("model")
+    table.add_column("windows", justify="right")
+    for _, header, _ in _COMPARED:
+        table.add_column(header, justify="right")
+    undefined = comparison.undefined
+    for label, values in (("GNN", comparison.gnn), ("baseline", comparison.baseline)):
+        windows = "-" if values is None else str(values["windows"])
+        cells = [_cell(values, key, fmt) for key, _, fmt in _COMPARED]
+        table.add_row(label, windows, *cells)
+    console.print(table)
+    say(console, comparison.baseline_note)
+    for key, header, _ in _COMPARED:
+        if key in undefined:
+            say(console, f"{header}: undefined, {undefined[key]}")
+    for warning in comparison.warnings:
+        say(console, f"WARNING: {warning}")
+
+
+def run_table(comparison: Comparison) -> Table:
+    """One row per run: windows, labels present, and each metric as ``GNN / baseline``."""
+    table = Table(title="per run (GNN / baseline)")
+    for column in ("run", "windows", "labels", *(h for _, h, _ in _COMPARED[:5])):
+        table.add_column(column, justify="left" if column in ("run", "labels") else "right")
+    for row in comparison.per_run:
         cells = [
-            "n/a" if values.get(key) is None else fmt.format(values[key]) for key, _, fmt in _HEADS
+            f"{_cell(row['gnn'], key, fmt)} / {_cell(row['baseline'], key, fmt)}"
+            for key, _, fmt in _COMPARED[:5]
         ]
-        table.add_row(system, *cells)
+        table.add_row(row["run"], str(row["windows"]), ", ".join(row["conditions"]), *cells)
     return table
 
 
@@ -131,6 +197,24 @@ def progress_bar(console: Console) -> Iterator[ProgressCallback]:
         yield update
 
 
+StrideOption = Annotated[
+    int | None,
+    typer.Option(
+        min=1,
+        help="Model steps between window starts, at the model's rate (like produce --stride); "
+        "default: one window length (no overlap); generated runs: 240 s worth.",
+    ),
+]
+StrictOption = Annotated[
+    bool,
+    typer.Option(
+        "--strict",
+        help="Exit 1 after a WARNING: the GNN not better than the baseline, flat outputs, "
+        "or (evaluate) evaluated runs that were trained on.",
+    ),
+]
+
+
 def train(
     out: Annotated[Path, typer.Option("--out", help="Directory for the checkpoint and metrics.")],
     system: SystemsOption = None,
@@ -138,11 +222,34 @@ def train(
     generate: Annotated[
         str, typer.Option(help="Simulated hours per --system machine (e.g. 48h).")
     ] = "48h",
-    seed: Annotated[int, typer.Option(help="Seed of data, initialisation and shuffling.")] = 0,
+    seed: Annotated[
+        int, typer.Option(help="Seed of data, validation runs, initialisation, shuffling.")
+    ] = 0,
     epochs: Annotated[int, typer.Option(min=1, help="Most epochs.")] = 20,
     name: Annotated[str, typer.Option(help="Model name.")] = "universal",
     version: Annotated[str | None, typer.Option(help="Model version (default: UTC time).")] = None,
-    stride: Annotated[float, typer.Option(min=1.0, help="Seconds between windows.")] = 240.0,
+    stride: StrideOption = None,
+    window_steps: Annotated[
+        int | None,
+        typer.Option(
+            min=1, help="Steps of the model's window (default: 60, fewer for shorter runs)."
+        ),
+    ] = None,
+    rate: Annotated[
+        float | None,
+        typer.Option(
+            help="The model's rate in Hz (default: the run files' lowest rate, at most the "
+            "fastest sensor's)."
+        ),
+    ] = None,
+    val_runs: Annotated[
+        int | None, typer.Option(min=1, help="Run files held out whole for validation.")
+    ] = None,
+    val_fraction: Annotated[
+        float | None,
+        typer.Option(help="Share of run files held out whole for validation (default 0.2)."),
+    ] = None,
+    strict: StrictOption = False,
     threads: Annotated[int, typer.Option(min=1, help="CPU threads.")] = 2,
     time_budget: Annotated[
         float | None, typer.Option(min=1.0, help="Stop after the epoch passing this many seconds.")
@@ -150,75 +257,61 @@ def train(
 ) -> None:
     """Train a model on demo machines (--system) and/or run files (--data).
 
-    Generated data is validated on runs of another seed (seed + 1); every fifth window of
-    the run files validates.
+    Run files validate on whole runs held out by --seed (about 1 in 5, at least one; a single
+    file is split in time with a gap of one window). Generated data validates on runs of
+    another seed (seed + 1). A random forest on per-window statistics, fitted on the same
+    training windows, is scored beside the GNN.
     """
     require_extra("train")
-    from dataclasses import replace
-
     from machines import read_run
-    from training.data.demo import describe_files, label_windows
     from training.fit import TrainConfig
-    from training.pipeline import DataPlan, builtin_specs, contract_for, fit, package
-    from training.pipeline import training_record as record
-    from worker.model import ModelConfig
+    from training.pipeline import package
+    from training.train_data import DataRequest, prepare
+    from training.train_run import train_and_compare
     from worker.model.loader import CHECKPOINT_SUFFIX
     from worker.model.registry import check_name, check_version
 
     console = Console()
     if not system and not data:
         _fail("give at least one --system or --data", 2)
+    if val_runs is not None and val_fraction is not None:
+        _fail("give --val-runs or --val-fraction, not both", 2)
     with errors_as_lines():
         check_name(name)
         tag = check_version(version or datetime.now(UTC).strftime("%Y%m%d.%H%M%S"))
-        systems = list(dict.fromkeys(system or []))
-        hours = _hours(generate)
-        runs = [read_run(path) for path in data or []]
-        specs = list(
-            {s.name: s for s in [*builtin_specs(systems), *(r.spec for r in runs)]}.values()
+        request = DataRequest(
+            systems=tuple(dict.fromkeys(system or [])),
+            hours=_hours(generate),
+            seed=seed,
+            files=tuple((path, read_run(path)) for path in data or []),
+            window_steps=window_steps,
+            rate_hz=rate,
+            stride_steps=stride,
+            val_runs=val_runs,
+            val_fraction=val_fraction,
         )
-        contract = contract_for(specs)
-        description: dict[str, Any] = {}
-        train_windows, val_windows = [], []
-        if systems:
-            plan = replace(DataPlan(), hours=hours, val_hours=hours / 3, stride_s=stride)
-            plan = replace(plan, seed=seed, val_seed=seed + 1)
-            console.print(f"generating {generate} per machine for {', '.join(systems)}")
-            train_windows += plan.windows(systems, "train", contract)
-            val_windows += plan.windows(systems, "val", contract)
-            description["demo"] = plan.demo(systems, "train").describe()
-        if runs:
-            windows = [w for run in runs for w in label_windows(run, contract, stride_s=stride)]
-            val_windows += windows[::5]
-            train_windows += [window for index, window in enumerate(windows) if index % 5]
-            description["files"] = describe_files(data or [], runs)
-        if not train_windows or not val_windows:
-            _fail("the data is too short for a training and a validation window")
+        prepared = prepare(request)
+        for note in prepared.notes:
+            say(console, note)
         config = TrainConfig(epochs=epochs, seed=seed, threads=threads, max_seconds=time_budget)
         with progress_bar(console) as progress:
-            fitted = fit(
-                train_windows,
-                val_windows,
-                model_config=ModelConfig(),
-                contract=contract,
-                config=config,
-                progress=progress,
-            )
-        training = record(fitted, config, description, len(train_windows))
+            run = train_and_compare(prepared, config=config, progress=progress)
         path = out / f"{name}{CHECKPOINT_SUFFIX}"
-        sha256 = package(fitted, path, name=name, version=tag, specs=specs, training=training)
+        sha256 = package(
+            run.fitted, path, name=name, version=tag, specs=prepared.specs,
+            training=run.record, metrics=run.metrics,
+        )  # fmt: skip
         metrics_path = out / f"{name}.metrics.json"
-        metrics_path.write_text(
-            json.dumps(
-                finite_or_none({"validation": fitted.validation, "training": training}), indent=2
-            ),
-            encoding="utf-8",
-        )
-    console.print(metrics_table("validation metrics", fitted.validation))
+        everything = {**run.metrics, "training": run.record}
+        metrics_path.write_text(json.dumps(finite_or_none(everything), indent=2), "utf-8")
+    console.print(metrics_table("GNN validation metrics (sensor level)", run.fitted.validation))
+    print_comparison(console, "validation: GNN and baseline on the same windows", run.comparison)
     console.print(
         f"wrote {path} ({path.stat().st_size / 1024:.0f} KiB, weights sha256 {sha256[:12]}) "
         f"and {metrics_path}"
     )
+    if strict and run.comparison.warnings:
+        raise typer.Exit(1)
 
 
 def evaluate(
@@ -226,34 +319,70 @@ def evaluate(
     data: DataOption = None,
     system: SystemsOption = None,
     generate: Annotated[str, typer.Option(help="Simulated hours per machine.")] = "12h",
-    seed: Annotated[int, typer.Option(help="Seed of the generated data.")] = 2,
-    stride: Annotated[float, typer.Option(min=1.0, help="Seconds between windows.")] = 480.0,
+    seed: Annotated[int, typer.Option(help="Seed of the generated data and baseline.")] = 2,
+    stride: StrideOption = None,
+    baseline_from: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--baseline-from",
+            help="Run file to fit the baseline on (default: the checkpoint's recorded "
+            "training files, when they still exist); repeatable.",
+        ),
+    ] = None,
+    strict: StrictOption = False,
     json_out: Annotated[
         Path | None, typer.Option("--json", help="Also write the metrics here.")
     ] = None,
 ) -> None:
-    """Evaluate a checkpoint on run files or on freshly generated demo data."""
+    """Evaluate a checkpoint on run files or on freshly generated demo data, per run and
+    overall, beside a random forest on per-window statistics."""
     require_extra("evaluate")
-    from training.data.demo import DemoPlan, demo_windows, file_windows
-    from training.evaluate import evaluate_windows
+    from machines import read_run
+    from training.data.demo import DemoPlan
+    from training.data.runs import cut_runs, gaps_note, recipe_runs, run_names, too_short_message
+    from training.evaluate_runs import evaluate_runs
     from worker.model.loader import load_checkpoint
 
     console = Console()
     with errors_as_lines():
         loaded = load_checkpoint(checkpoint)
+        contract = loaded.contract
+        steps = stride or contract.window_steps
+        stride_s = steps / contract.sample_rate_hz
+        short: list[Any] = []
         if data:
-            windows, _ = file_windows(data, loaded.contract, stride_s=stride)
+            named = [(n, read_run(p)) for n, p in zip(run_names(data), data, strict=True)]
+            runs, short = cut_runs(named, contract, stride_s=stride_s, paths=data)
+            console.print(
+                f"run files: {len(runs)} of {len(named)} give windows (stride {steps} steps)"
+            )
+            for line in [*(item.describe() for item in short), gaps_note(runs)]:
+                if line:
+                    say(console, f"  {line}")
+            if not runs:
+                _fail(too_short_message(short, contract))
         else:
             systems = list(dict.fromkeys(system or sorted(loaded.metadata.systems)))
             plan = DemoPlan(tuple(systems), _hours(generate), seed=seed, max_run_hours=4.0)
-            windows = demo_windows(plan.recipes(), loaded.contract, stride_s=stride)
-        if not windows:
-            _fail("the data is too short for one window")
-        metrics = evaluate_windows(loaded.model, windows)
+            runs = recipe_runs(plan.recipes(), contract, stride_s=stride_s)
+            if not runs:
+                _fail("the data is too short for one window")
+        result = evaluate_runs(
+            loaded.model, contract, loaded.metadata.training, runs,
+            baseline_from=baseline_from or (), stride_s=stride_s, seed=seed,
+        )  # fmt: skip
         if json_out is not None:
-            json_out.write_text(json.dumps(finite_or_none(metrics), indent=2), encoding="utf-8")
-    title = f"{loaded.name} {loaded.version} on {len(windows)} windows"
-    console.print(metrics_table(title, metrics))
+            report = {**result.to_dict(), "short_runs": [vars(item) for item in short]}
+            json_out.write_text(json.dumps(finite_or_none(report), indent=2), encoding="utf-8")
+    windows = result.metrics["windows"]
+    title = f"{loaded.name} {loaded.version} on {windows} windows (sensor level)"
+    console.print(metrics_table(title, result.metrics))
+    for warning in result.overlap:
+        say(console, f"WARNING: {warning}")
+    print_comparison(console, "GNN and baseline on the same windows", result.comparison)
+    console.print(run_table(result.comparison))
+    if strict and result.warnings:
+        raise typer.Exit(1)
 
 
 def _registry(ctx: typer.Context) -> AbstractContextManager[DatabaseRegistry]:

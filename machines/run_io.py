@@ -2,7 +2,8 @@
 
 Columns, in order: ``t_s`` (float64 seconds since the start), one float32 column per sensor
 id (null = missing sample), then per component ``health.<id>`` (float32),
-``fault.<id>`` (string, ``normal`` or a fault id) and ``rul_h.<id>`` (float32 hours).
+``fault.<id>`` (string, ``normal`` or a fault id) and ``rul_h.<id>`` (float32 hours); in a
+label column null means unknown (format version 2; version 1 files, still read, have none).
 Metadata is one JSON object (see :func:`run_metadata`): in Parquet under the schema
 key-value key ``gnn_service.run``; in CSV on the first line, ``# gnn-service-run <json>``,
 before the header row. docs/data-format.md documents the format for other readers.
@@ -22,14 +23,18 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
 from machines.faults import FAILURE_HEALTH, RUL_CAP_HOURS, parse_fault
+from machines.labels import UNKNOWN_FAULT_CODE, RecordedLabel
 from machines.run import Run
 from schemas import SpecError, parse_spec
 
 RUN_FORMAT: Final = "gnn-service-run"
 """Value of the metadata's ``format`` field."""
 
-RUN_FORMAT_VERSION: Final = 1
-"""Version of the run file format."""
+RUN_FORMAT_VERSION: Final = 2
+"""Version of the run file format written (2: labels may be unknown, recorded runs)."""
+
+READABLE_VERSIONS: Final = (1, 2)
+"""Versions :func:`read_run` reads."""
 
 PARQUET_METADATA_KEY: Final = b"gnn_service.run"
 """Parquet schema metadata key holding the run's JSON metadata."""
@@ -48,7 +53,9 @@ def run_metadata(run: Run) -> dict[str, Any]:
     Keys: ``format``, ``format_version``, ``system``, ``seed``, ``sample_rate_hz``,
     ``start`` (ISO 8601), ``faults`` (fault strings, :func:`~machines.faults.parse_fault`
     syntax), ``fault_vocabulary``, ``sensor_ids``, ``component_ids``, ``failure_health``,
-    ``rul_cap_hours`` and ``spec`` (the full SystemSpec, so a file is self-contained).
+    ``rul_cap_hours``, ``spec`` (the full SystemSpec, so a file is self-contained), and
+    since version 2 ``source`` (``simulated`` or ``recorded``), ``run_id`` (null when
+    simulated) and ``labels`` (a recorded run's label rows).
     """
     return {
         "format": RUN_FORMAT,
@@ -64,6 +71,9 @@ def run_metadata(run: Run) -> dict[str, Any]:
         "failure_health": FAILURE_HEALTH,
         "rul_cap_hours": RUL_CAP_HOURS,
         "spec": run.spec.model_dump(mode="json"),
+        "source": "recorded" if run.recorded else "simulated",
+        "run_id": run.run_id,
+        "labels": [label.to_json() for label in run.labels],
     }
 
 
@@ -71,15 +81,21 @@ def _table(run: Run, *, dictionary_faults: bool) -> pa.Table:
     columns: dict[str, pa.Array] = {"t_s": pa.array(run.t_s, type=pa.float64())}
     for index, sensor_id in enumerate(run.sensor_ids):
         values = run.readings[:, index]
-        columns[sensor_id] = pa.array(values, type=pa.float32(), mask=np.isnan(values))
+        columns[sensor_id] = _nullable(values)
     vocabulary = pa.array(run.fault_vocabulary, type=pa.string())
     for index, component_id in enumerate(run.component_ids):
-        columns[f"health.{component_id}"] = pa.array(run.health[:, index], type=pa.float32())
-        codes = pa.array(run.fault_codes[:, index], type=pa.int16())
+        columns[f"health.{component_id}"] = _nullable(run.health[:, index])
+        unknown = run.fault_codes[:, index] == UNKNOWN_FAULT_CODE
+        codes = pa.array(run.fault_codes[:, index], type=pa.int16(), mask=unknown)
         faults = pa.DictionaryArray.from_arrays(codes, vocabulary)
         columns[f"fault.{component_id}"] = faults if dictionary_faults else faults.cast(pa.string())
-        columns[f"rul_h.{component_id}"] = pa.array(run.rul_hours[:, index], type=pa.float32())
+        columns[f"rul_h.{component_id}"] = _nullable(run.rul_hours[:, index])
     return pa.table(columns)
+
+
+def _nullable(values: np.ndarray[Any, np.dtype[np.float32]]) -> pa.Array:
+    """float32 with NaN written as null: a missing sample, or an unknown label."""
+    return pa.array(values, type=pa.float32(), mask=np.isnan(values))
 
 
 def write_run(run: Run, path: str | Path) -> Path:
@@ -135,9 +151,11 @@ def read_run(path: str | Path) -> Run:
                 if not first.startswith(CSV_PREFIX):
                     raise RunFormatError(f"{source}: first line must start with {CSV_PREFIX!r}")
                 metadata = json.loads(first[len(CSV_PREFIX) :])
-                table = pa_csv.read_csv(
-                    handle, convert_options=pa_csv.ConvertOptions(column_types=_csv_types(metadata))
+                # Only empty fields are null: a fault id is never read as a missing value.
+                options = pa_csv.ConvertOptions(
+                    column_types=_csv_types(metadata), null_values=[""], strings_can_be_null=True
                 )
+                table = pa_csv.read_csv(handle, convert_options=options)
         else:
             raise RunFormatError(f"{source}: unsupported run file type {suffix!r}")
     except (OSError, pa.ArrowException, json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -155,20 +173,28 @@ def _csv_types(metadata: dict[str, Any]) -> dict[str, pa.DataType]:
     return types
 
 
-def _codes(table: pa.Table, name: str, vocabulary: pa.Array) -> np.ndarray[Any, np.dtype[np.int16]]:
+def _codes(
+    table: pa.Table, name: str, vocabulary: pa.Array, *, nullable: bool
+) -> np.ndarray[Any, np.dtype[np.int16]]:
     labels = table.column(name).cast(pa.string())
     codes = pc.index_in(labels, value_set=vocabulary)
-    if codes.null_count:
-        unknown = pc.filter(labels, pc.is_null(codes))[0]
+    strays = pc.and_(pc.is_null(codes), pc.is_valid(labels))
+    if pc.any(strays).as_py():
+        unknown = pc.filter(labels, strays)[0]
         raise RunFormatError(f"column {name}: unknown fault label {unknown.as_py()!r}")
-    return np.asarray(codes.to_numpy(zero_copy_only=False), dtype=np.int16)
+    if labels.null_count and not nullable:
+        raise RunFormatError(f"column {name}: an empty fault label (allowed from version 2)")
+    filled = pc.fill_null(codes, UNKNOWN_FAULT_CODE)
+    return np.asarray(filled.to_numpy(zero_copy_only=False), dtype=np.int16)
 
 
 def _run_from(table: pa.Table, metadata: dict[str, Any], source: Path) -> Run:
-    if metadata.get("format") != RUN_FORMAT or metadata.get("format_version") != RUN_FORMAT_VERSION:
+    version = metadata.get("format_version")
+    if metadata.get("format") != RUN_FORMAT or version not in READABLE_VERSIONS:
+        readable = " or ".join(str(number) for number in READABLE_VERSIONS)
         raise RunFormatError(
-            f"{source}: expected format {RUN_FORMAT} version {RUN_FORMAT_VERSION}, got "
-            f"{metadata.get('format')} version {metadata.get('format_version')}"
+            f"{source}: expected format {RUN_FORMAT} version {readable}, got "
+            f"{metadata.get('format')} version {version}"
         )
     try:
         spec = parse_spec(metadata["spec"])
@@ -189,8 +215,16 @@ def _run_from(table: pa.Table, metadata: dict[str, Any], source: Path) -> Run:
         health = np.stack([floats(f"health.{cid}") for cid in spec.component_ids], axis=1)
         rul = np.stack([floats(f"rul_h.{cid}") for cid in spec.component_ids], axis=1)
         codes = np.stack(
-            [_codes(table, f"fault.{cid}", vocabulary) for cid in spec.component_ids], axis=1
+            [
+                _codes(table, f"fault.{cid}", vocabulary, nullable=version >= 2)
+                for cid in spec.component_ids
+            ],
+            axis=1,
         )
+        run_id = metadata.get("run_id")
+        if run_id is not None and not isinstance(run_id, str):
+            raise RunFormatError(f"{source}: run_id must be a string or null, got {run_id!r}")
+        labels = tuple(RecordedLabel.from_json(row) for row in metadata.get("labels", []))
         return Run(
             spec=spec,
             seed=int(metadata["seed"]),
@@ -202,6 +236,8 @@ def _run_from(table: pa.Table, metadata: dict[str, Any], source: Path) -> Run:
             health=health.reshape(table.num_rows, len(spec.component_ids)),
             fault_codes=codes.reshape(table.num_rows, len(spec.component_ids)),
             rul_hours=rul.reshape(table.num_rows, len(spec.component_ids)),
+            run_id=run_id,
+            labels=labels,
         )
     except (KeyError, TypeError, ValueError, SpecError) as exc:
         if isinstance(exc, RunFormatError):

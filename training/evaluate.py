@@ -3,7 +3,8 @@
 Metrics (each per machine and pooled over machines):
 
 - ``fault_macro_f1``: macro-F1 of each component's most probable candidate ("normal" or one
-  of its fault modes) against the active fault, over classes in truth or prediction.
+  of its fault modes) against the active fault, over classes in truth or prediction;
+  undefined (``nan``) without a faulty component, where it would only score "normal".
 - ``health_mae`` over all components, ``health_mae_faulty`` over components with an active
   fault.
 - ``rul_mae_hours``: remaining useful life error in hours over components with an active
@@ -13,10 +14,14 @@ Metrics (each per machine and pooled over machines):
   ``anomaly_auroc_developed`` the same with only developed faults (effect >= 0.5, health
   <= 0.6) as positives; ``anomaly_auroc_range_baseline`` is ``anomaly_auroc`` for a
   model-free score (the largest out-of-normal-range excursion in the window) for context.
+
+Window-level metrics (:func:`window_metrics`) score the GNN and the same-run baseline
+(:mod:`training.baseline`) alike, from :class:`WindowPredictions`.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from typing import Any
@@ -34,6 +39,8 @@ _FLOAT = npt.NDArray[np.float64]
 _SENSOR_FIELDS = frozenset(
     {"sensor_system", "anomaly_score", "anomaly_label", "anomaly_effect", "range_score"}
 )
+UNKNOWN = "unknown"
+"""Fault label of a component whose fault is not known (code -1 in a recorded run)."""
 DEVELOPED_EFFECT = 0.5
 """Fault effect from which an anomaly counts as developed (health 0.6 and below)."""
 DEVELOPED_HEALTH = 1.0 - DEVELOPED_EFFECT * (1.0 - FAILURE_HEALTH)
@@ -112,7 +119,8 @@ def predict(
         batch = labelled.batch
         with torch.inference_mode():
             output = model(batch.to(device)).to("cpu")
-        vocabularies = [np.asarray(("normal", *graph.fault_ids)) for graph in batch.graphs]
+        # A recorded run's unknown fault code (-1) lands on the trailing UNKNOWN.
+        vocabularies = [np.asarray(("normal", *g.fault_ids, UNKNOWN)) for g in batch.graphs]
         codes_pred = predicted_codes(output, batch)
         codes_true = labelled.fault_code.numpy()
         offset = 0
@@ -150,19 +158,28 @@ def _range_score(batch: GraphBatch) -> _FLOAT:
 def compute_metrics(predictions: Predictions) -> dict[str, float | int]:
     """Every metric of the module docstring for one set of predictions."""
     p = predictions
-    faulty = p.label_true != "normal"
+    # Unknown labels (recorded runs: fault UNKNOWN, NaN health or life) are left out.
+    known = p.label_true != UNKNOWN
+    faulty = known & (p.label_true != "normal")
+    health_known, rul_known = np.isfinite(p.health_true), np.isfinite(p.rul_true)
     # Developed anomalies against sensors no fault affects; early, faint ones left out.
     developed = ~p.anomaly_label | (p.anomaly_effect >= DEVELOPED_EFFECT)
-    developed_fault = faulty & (p.health_true <= DEVELOPED_HEALTH)
+    developed_fault = faulty & health_known & (p.health_true <= DEVELOPED_HEALTH)
+    f1 = macro_f1(p.label_true[known], p.label_pred[known])
     return {
         "components": int(p.label_true.size),
         "faulty_components": int(faulty.sum()),
-        "fault_macro_f1": macro_f1(p.label_true, p.label_pred),
-        "health_mae": mean_absolute_error(p.health_true, p.health_pred),
-        "health_mae_faulty": mean_absolute_error(p.health_true, p.health_pred, faulty),
-        "rul_mae_hours": rul_mae(p.rul_true, p.rul_pred, cap_hours=RUL_CAP_HOURS, where=faulty),
+        # Without a faulty component the F1 would only score "normal": undefined, not 1.0.
+        "fault_macro_f1": f1 if faulty.any() else math.nan,
+        "health_mae": mean_absolute_error(p.health_true, p.health_pred, health_known),
+        "health_mae_faulty": mean_absolute_error(
+            p.health_true, p.health_pred, faulty & health_known
+        ),
+        "rul_mae_hours": rul_mae(
+            p.rul_true, p.rul_pred, cap_hours=RUL_CAP_HOURS, where=faulty & rul_known
+        ),
         "rul_mae_hours_developed": rul_mae(
-            p.rul_true, p.rul_pred, cap_hours=RUL_CAP_HOURS, where=developed_fault
+            p.rul_true, p.rul_pred, cap_hours=RUL_CAP_HOURS, where=developed_fault & rul_known
         ),
         "anomaly_auroc": auroc(p.anomaly_score, p.anomaly_label),
         "anomaly_auroc_range_baseline": auroc(p.range_score, p.anomaly_label),
@@ -172,7 +189,7 @@ def compute_metrics(predictions: Predictions) -> dict[str, float | int]:
 
 
 def _median(values: _FLOAT) -> float:
-    return float(np.median(values)) if values.size else float("nan")
+    return float(np.median(values)) if values.size else math.nan
 
 
 def _subset(predictions: Predictions, system: str) -> Predictions:
@@ -215,4 +232,222 @@ def evaluate_windows(
 
 def _qualified(systems: npt.NDArray[np.str_], labels: npt.NDArray[np.str_]) -> npt.NDArray[np.str_]:
     qualified = np.char.add(np.char.add(systems, ":"), labels)
-    return np.where(labels == "normal", labels, qualified)
+    return np.where((labels == "normal") | (labels == UNKNOWN), labels, qualified)
+
+
+# --- window-level metrics, shared by the GNN and the baseline -----------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class WindowPredictions:
+    """What a model (the GNN or the baseline) says about each window, and the truth.
+
+    Attributes:
+        run: Run name of each window.
+        system: Machine of each window.
+        faulty: Whether any component of the window's machine has an active fault.
+        known: Whether that is known (a faulty window, or one whose every label is known).
+        fault_score: The model's probability that some component is faulty.
+        anomaly_score: The GNN's largest sensor anomaly score in the window (``nan`` for a
+            model without one).
+        component_window: Window index of each component row.
+        component_system: Machine of each component row.
+        label_true, label_pred: Fault label of each component row (``normal`` or a fault id).
+
+    Shapes:
+        window rows: ``[W]``; component rows: ``[M_c]``.
+    """
+
+    run: npt.NDArray[np.str_]
+    system: npt.NDArray[np.str_]
+    faulty: npt.NDArray[np.bool_]
+    known: npt.NDArray[np.bool_]
+    fault_score: _FLOAT
+    anomaly_score: _FLOAT
+    component_window: npt.NDArray[np.int64]
+    component_system: npt.NDArray[np.str_]
+    label_true: npt.NDArray[np.str_]
+    label_pred: npt.NDArray[np.str_]
+
+    def subset(self, keep: npt.NDArray[np.bool_]) -> WindowPredictions:
+        """The windows where ``keep`` (shape ``[W]``) holds, with their component rows."""
+        rows = keep[self.component_window]
+        renumber = np.cumsum(keep) - 1
+        return WindowPredictions(
+            run=self.run[keep],
+            system=self.system[keep],
+            faulty=self.faulty[keep],
+            known=self.known[keep],
+            fault_score=self.fault_score[keep],
+            anomaly_score=self.anomaly_score[keep],
+            component_window=renumber[self.component_window[rows]],
+            component_system=self.component_system[rows],
+            label_true=self.label_true[rows],
+            label_pred=self.label_pred[rows],
+        )
+
+
+def gnn_window_predictions(
+    model: UniversalTemporalGNN,
+    runs: Sequence[tuple[str, Sequence[LabelledWindow]]],
+    *,
+    batch_size: int = 64,
+) -> WindowPredictions:
+    """Run ``model`` over the windows of named runs and keep its per-window results.
+
+    The fault score of a window is the largest ``1 - normal_prob`` of its components; the
+    anomaly score the largest ``sensor_anomaly`` of its sensors.
+
+    Raises:
+        ValueError: No windows.
+    """
+    windows = [window for _, chunk in runs for window in chunk]
+    if not windows:
+        raise ValueError("no windows to evaluate")
+    names = np.asarray([name for name, chunk in runs for _ in chunk])
+    model.eval()
+    device = next(model.parameters()).device
+    fault: list[_FLOAT] = []
+    anomaly: list[_FLOAT] = []
+    labels: list[npt.NDArray[np.str_]] = []
+    for start in range(0, len(windows), batch_size):
+        batch = collate_labelled(windows[start : start + batch_size]).batch
+        with torch.inference_mode():
+            output = model(batch.to(device)).to("cpu")
+        component_start = np.cumsum((0, *batch.component_counts[:-1]))
+        node_start = np.cumsum((0, *batch.node_counts[:-1]))
+        abnormal = 1.0 - output.normal_prob.numpy().astype(np.float64)
+        fault.append(np.maximum.reduceat(abnormal, component_start))
+        scores = output.sensor_anomaly.numpy().astype(np.float64)
+        anomaly.append(np.maximum.reduceat(scores, node_start))
+        codes = predicted_codes(output, batch)
+        offset = 0
+        for graph in batch.graphs:
+            vocabulary = np.asarray(("normal", *graph.fault_ids))
+            labels.append(vocabulary[codes[offset : offset + graph.num_components]])
+            offset += graph.num_components
+    return _assemble(names, windows, np.concatenate(fault), np.concatenate(anomaly), labels)
+
+
+def _assemble(
+    names: npt.NDArray[np.str_],
+    windows: Sequence[LabelledWindow],
+    fault_score: _FLOAT,
+    anomaly_score: _FLOAT,
+    predicted: Sequence[npt.NDArray[np.str_]],
+) -> WindowPredictions:
+    # A recorded run's unknown fault code (-1) lands on the trailing "unknown".
+    truth = [
+        np.asarray(("normal", *w.sample.graph.fault_ids, UNKNOWN))[w.fault_code.astype(np.int64)]
+        for w in windows
+    ]
+    counts = [len(w.fault_code) for w in windows]
+    return WindowPredictions(
+        run=names,
+        system=np.asarray([w.system for w in windows]),
+        faulty=np.asarray([bool((w.fault_code > 0).any()) for w in windows]),
+        known=np.asarray([bool((w.fault_code > 0).any() or w.healthy) for w in windows]),
+        fault_score=fault_score,
+        anomaly_score=anomaly_score,
+        component_window=np.repeat(np.arange(len(windows)), counts),
+        component_system=np.repeat(np.asarray([w.system for w in windows]), counts),
+        label_true=np.concatenate(truth),
+        label_pred=np.concatenate(predicted),
+    )
+
+
+def window_predictions_of(
+    names: npt.NDArray[np.str_],
+    windows: Sequence[LabelledWindow],
+    fault_score: _FLOAT,
+    predicted: Sequence[npt.NDArray[np.str_]],
+) -> WindowPredictions:
+    """Window predictions of a model without anomaly score (the baseline).
+
+    Shapes:
+        names, fault_score: ``[W]``; predicted: one ``[C]`` label array per window.
+    """
+    return _assemble(names, windows, fault_score, np.full(len(windows), np.nan), predicted)
+
+
+def window_metrics(p: WindowPredictions) -> dict[str, float | int]:
+    """Window-level metrics, the same for every model:
+
+    - ``window_anomaly_auroc``: the fault score against "some component is faulty";
+    - ``fault_macro_f1``: macro-F1 of component fault labels (pooled as ``system:fault``),
+      ``nan`` when no component is faulty (it would only count ``normal``);
+    - ``false_alarm_rate`` (healthy windows with a predicted fault), ``detection_rate``
+      (faulty windows with a predicted fault);
+    - ``run_accuracy`` over the ``runs_scored`` runs with one condition throughout: the
+      run's most frequent predicted labelling against its labelling;
+    - ``fault_score_std``, ``anomaly_score_std``: how much the outputs vary across windows.
+    """
+    claims = (p.label_pred != "normal") & (p.label_pred != UNKNOWN)
+    predicted_faulty = np.zeros(p.run.size, dtype=bool)
+    np.logical_or.at(predicted_faulty, p.component_window, claims)
+    healthy = p.known & ~p.faulty
+    rows = p.label_true != UNKNOWN  # unknown labels are left out of every metric
+    any_fault = bool((p.label_true[rows] != "normal").any())
+    f1 = macro_f1(
+        _qualified(p.component_system[rows], p.label_true[rows]),
+        _qualified(p.component_system[rows], p.label_pred[rows]),
+    )
+    scored, correct = _run_accuracy(p)
+    return {
+        "windows": int(p.run.size),
+        "faulty_windows": int(p.faulty.sum()),
+        "window_anomaly_auroc": auroc(p.fault_score[p.known], p.faulty[p.known]),
+        "fault_macro_f1": f1 if any_fault else math.nan,
+        "false_alarm_rate": float(predicted_faulty[healthy].mean()) if healthy.any() else math.nan,
+        "detection_rate": float(predicted_faulty[p.faulty].mean()) if p.faulty.any() else math.nan,
+        "run_accuracy": correct / scored if scored else math.nan,
+        "runs_scored": scored,
+        "fault_score_std": float(np.std(p.fault_score)) if p.run.size else math.nan,
+        "anomaly_score_std": float(np.nanstd(p.anomaly_score))
+        if np.isfinite(p.anomaly_score).any()
+        else math.nan,
+    }
+
+
+def _run_accuracy(p: WindowPredictions) -> tuple[int, int]:
+    """Runs with one condition throughout, and how many of them are labelled right by the
+    most frequent predicted labelling of their windows."""
+    true_rows = _window_labellings(p.label_true, p.component_window, p.run.size)
+    pred_rows = _window_labellings(p.label_pred, p.component_window, p.run.size)
+    scored = correct = 0
+    for name in np.unique(p.run):
+        here = np.flatnonzero(p.run == name)
+        truths = {true_rows[i] for i in here}
+        if len(truths) != 1 or not p.known[here].all() or UNKNOWN in next(iter(truths)):
+            continue
+        values, counts = np.unique([pred_rows[i] for i in here], return_counts=True)
+        scored += 1
+        correct += int(values[np.argmax(counts)] == truths.pop())
+    return scored, correct
+
+
+def _window_labellings(
+    labels: npt.NDArray[np.str_], window: npt.NDArray[np.int64], windows: int
+) -> list[str]:
+    parts: list[list[str]] = [[] for _ in range(windows)]
+    for index, label in zip(window.tolist(), labels.tolist(), strict=True):
+        parts[index].append(label)
+    return ["|".join(part) for part in parts]
+
+
+def undefined_reasons(p: WindowPredictions, where: str = "validation") -> dict[str, str]:
+    """Why each undefined window metric is undefined, in words (``where`` names the data)."""
+    faulty, healthy = int(p.faulty.sum()), int((p.known & ~p.faulty).sum())
+    reasons: dict[str, str] = {}
+    if not faulty:
+        reasons["window_anomaly_auroc"] = f"{where} has no faulty window"
+        reasons["detection_rate"] = f"{where} has no faulty window"
+        reasons["fault_macro_f1"] = (
+            f"{where} has no faulty component (F1 would only score 'normal'); see false alarms"
+        )
+    if not healthy:
+        reasons["window_anomaly_auroc"] = f"{where} has no healthy window"
+        reasons["false_alarm_rate"] = f"{where} has no healthy window"
+    if _run_accuracy(p)[0] == 0:
+        reasons["run_accuracy"] = f"no run of {where} keeps one condition throughout"
+    return reasons

@@ -123,12 +123,27 @@ def fit(
 
 
 def training_record(
-    fitted: Fitted, config: TrainConfig, data: Mapping[str, Any], windows: int
+    fitted: Fitted,
+    config: TrainConfig,
+    data: Mapping[str, Any],
+    windows: int,
+    *,
+    comparison: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """JSON-ready description of the training run for the checkpoint's metadata."""
+    """JSON-ready description of the training run for the checkpoint's metadata.
+
+    Args:
+        fitted: The trained model and its validation metrics.
+        config: How it was trained.
+        data: What it was trained on (with the validation split, when there was one).
+        windows: Training windows.
+        comparison: The GNN beside the same-run baseline on the validation windows
+            (:meth:`training.comparison.Comparison.to_dict`), so that a model card can
+            show both.
+    """
     result = fitted.result
     settings = asdict(config)
-    return {
+    out: dict[str, Any] = {
         "data": dict(data),
         "train_windows": windows,
         "config": settings,
@@ -145,6 +160,9 @@ def training_record(
             for record in result.history
         ],
     }
+    if comparison is not None:
+        out["baseline_comparison"] = dict(comparison)
+    return out
 
 
 def package(

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -26,8 +26,10 @@ import numpy.typing as npt
 import torch
 from torch import Tensor
 
-from machines import FaultSpec, Run, builtin_spec, generate, read_run
+from machines import FAILURE_HEALTH, FaultSpec, Run, builtin_spec, generate, read_run
 from machines.faults import PROGRESSIONS
+from schemas.outcomes import DeadLetterReason
+from service.errors import InvalidInput
 from worker.model import (
     FeatureContract,
     GraphBatch,
@@ -209,7 +211,24 @@ def label_windows(
         cache: Spec graph cache under ``contract`` (a fresh one when ``None``).
 
     Returns:
-        One window per position that fits entirely in the run.
+        One window per position that fits entirely in the run and holds at least one
+        observed reading.
+    """
+    return labelled_windows(run, contract, stride_s=stride_s, cache=cache)[0]
+
+
+def labelled_windows(
+    run: Run,
+    contract: FeatureContract,
+    *,
+    stride_s: float = DEFAULT_STRIDE_S,
+    cache: SpecGraphCache | None = None,
+) -> tuple[list[LabelledWindow], npt.NDArray[np.int64], int]:
+    """:func:`label_windows`, with the step each window ends at and the count of windows
+    left out for want of a single observed reading (a gap in a recorded run).
+
+    Shapes:
+        returned ends: ``[W]``.
     """
     graphs = cache or SpecGraphCache(contract)
     graph = graphs.get(run.spec)
@@ -218,34 +237,83 @@ def label_windows(
     ends = np.arange(length - 1, run.steps, stride)
     rank = np.concatenate([[0], graph.fault_rank]).astype(np.int64)
 
-    affected = np.zeros((ends.size, graph.num_nodes), dtype=bool)
-    effect = np.zeros((ends.size, graph.num_nodes), dtype=np.float32)
-    for fault in run.faults:
-        mode = run.spec.fault_mode(fault.fault_id)
-        columns = np.array([graph.sensor_index[sensor] for sensor in mode.affected_sensors])
-        active = run.t_s[ends] >= fault.onset_s
-        affected[np.ix_(active, columns)] = True
-        strength = fault.effect(run.t_s[ends]).astype(np.float32)[:, None]
-        effect[:, columns] = np.maximum(effect[:, columns], strength)
+    if run.faults:
+        affected, effect = _scheduled_sensor_labels(run, graph.sensor_index, ends)
+    else:  # a recorded run: sensor labels follow from its fault labels
+        affected, effect = _recorded_sensor_labels(run, graph.sensor_index, ends)
 
     windows = []
+    kept = []
     for row, end in enumerate(ends):
         codes = run.fault_codes[end].astype(np.int64)
-        sample = encode_window(
-            graph, run.readings[end - length + 1 : end + 1], run.sample_rate_hz, contract
-        )
+        try:
+            sample = encode_window(
+                graph, run.readings[end - length + 1 : end + 1], run.sample_rate_hz, contract
+            )
+        except InvalidInput as exc:
+            if exc.reason != DeadLetterReason.EMPTY_READINGS.value:
+                raise
+            continue  # nothing observed in the window: nothing to learn or score
+        kept.append(int(end))
         windows.append(
             LabelledWindow(
                 sample=sample,
                 health=run.health[end].astype(np.float32),
-                fault_index=rank[codes],
+                # An unknown fault (code -1, recorded runs) stays unknown: index -1.
+                fault_index=np.where(codes >= 0, rank[np.maximum(codes, 0)], -1),
                 fault_code=codes,
                 rul_hours=run.rul_hours[end].astype(np.float32),
                 sensor_label=affected[row],
                 sensor_effect=effect[row],
             )
         )
-    return windows
+    return windows, np.asarray(kept, dtype=np.int64), int(ends.size) - len(kept)
+
+
+def _scheduled_sensor_labels(
+    run: Run, sensor_index: Mapping[str, int], ends: npt.NDArray[np.int64]
+) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.float32]]:
+    """Affected sensors and effects at ``ends`` from a simulated run's fault schedule.
+
+    Shapes:
+        returned: ``[len(ends), S]`` each.
+    """
+    affected = np.zeros((ends.size, len(sensor_index)), dtype=bool)
+    effect = np.zeros((ends.size, len(sensor_index)), dtype=np.float32)
+    for fault in run.faults:
+        mode = run.spec.fault_mode(fault.fault_id)
+        columns = np.array([sensor_index[sensor] for sensor in mode.affected_sensors])
+        active = run.t_s[ends] >= fault.onset_s
+        affected[np.ix_(active, columns)] = True
+        strength = fault.effect(run.t_s[ends]).astype(np.float32)[:, None]
+        effect[:, columns] = np.maximum(effect[:, columns], strength)
+    return affected, effect
+
+
+def _recorded_sensor_labels(
+    run: Run, sensor_index: Mapping[str, int], ends: npt.NDArray[np.int64]
+) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.float32]]:
+    """Affected sensors and effects at ``ends`` from fault labels alone (a recorded run):
+    a component's labelled fault affects its mode's sensors, with the effect its health
+    implies (1 where the health is unknown).
+
+    Shapes:
+        returned: ``[len(ends), S]`` each.
+    """
+    affected = np.zeros((ends.size, len(sensor_index)), dtype=bool)
+    effect = np.zeros((ends.size, len(sensor_index)), dtype=np.float32)
+    codes = run.fault_codes[ends]
+    for code in np.unique(codes[codes > 0]):
+        mode = run.spec.fault_modes[int(code) - 1]
+        column = run.spec.component_index[mode.component]
+        active = codes[:, column] == code
+        columns = np.array([sensor_index[sensor] for sensor in mode.affected_sensors])
+        affected[np.ix_(active, columns)] = True
+        health = run.health[ends, column].astype(np.float64)
+        strength = np.where(np.isfinite(health), (1.0 - health) / (1.0 - FAILURE_HEALTH), 1.0)
+        strength = np.where(active, np.clip(strength, 0.0, 1.0), 0.0).astype(np.float32)
+        effect[:, columns] = np.maximum(effect[:, columns], strength[:, None])
+    return affected, effect
 
 
 def demo_windows(
@@ -334,7 +402,7 @@ class LabelledBatch:
 
 
 def collate_labelled(windows: Sequence[LabelledWindow]) -> LabelledBatch:
-    """Collate windows and their labels (every label valid).
+    """Collate windows and their labels (unknown ones marked not valid).
 
     Raises:
         ValueError: No windows.
@@ -347,14 +415,14 @@ def collate_labelled(windows: Sequence[LabelledWindow]) -> LabelledBatch:
     health = cat("health")
     fault_index = cat("fault_index")
     rul = cat("rul_hours")
-    valid = torch.ones_like(health, dtype=torch.bool)
+    # A recorded run's unknown labels (NaN health or life, fault -1) are masked out.
     targets = Targets(
         component_health=health.clamp(0.0, 1.0),
-        health_valid=valid,
+        health_valid=torch.isfinite(health),
         fault_index=fault_index,
-        fault_valid=valid,
+        fault_valid=fault_index >= 0,
         rul_hours=rul,
-        rul_valid=valid,
+        rul_valid=torch.isfinite(rul),
     )
     return LabelledBatch(
         batch=batch,

@@ -52,7 +52,7 @@ def test_parquet_columns_and_metadata_follow_the_documented_format(
     assert metadata["seed"] == 5
     assert metadata["sample_rate_hz"] == 1.0
     assert metadata["faults"] == [str(fault) for fault in run.faults]
-    assert metadata["format_version"] == 1
+    assert metadata["format_version"] == 2
     assert table.column(run.sensor_ids[0]).null_count > 0  # missing samples are nulls
 
 

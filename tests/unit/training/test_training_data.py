@@ -1,18 +1,22 @@
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from machines import Run, builtin_spec, write_run
+from machines.labels import UNKNOWN_FAULT_CODE
 from training.data.demo import (
     DemoPlan,
     LabelledWindow,
     collate_labelled,
     file_windows,
     label_windows,
+    labelled_windows,
 )
+from training.evaluate import evaluate_windows
 from worker.model import FeatureContract, ModelConfig, UniversalTemporalGNN, model_loss
 
 
@@ -85,3 +89,45 @@ def test_run_files_give_the_same_windows_as_the_run(
         assert np.array_equal(a.sample.x, b.sample.x)
         assert np.array_equal(a.fault_index, b.fault_index)
         assert np.array_equal(a.sensor_label, b.sensor_label)
+
+
+def test_unknown_labels_are_masked_and_windows_without_a_reading_are_left_out(
+    leak_run: Run, contract: FeatureContract, tiny_config: ModelConfig
+) -> None:
+    spec = leak_run.spec
+    pump = spec.component_index["main_pump"]
+    readings, health = leak_run.readings.copy(), leak_run.health.copy()
+    codes = leak_run.fault_codes.copy()
+    readings[600:720] = np.nan  # the windows ending at 659 s and 719 s see nothing
+    health[:1200] = np.nan
+    codes[:300, pump] = UNKNOWN_FAULT_CODE
+    recorded = replace(
+        leak_run, faults=(), readings=readings, health=health, fault_codes=codes, run_id="r"
+    )
+    windows, ends, empty = labelled_windows(recorded, contract, stride_s=60)
+    assert empty == 2
+    assert len(windows) == len(ends) == 58
+    assert {659, 719}.isdisjoint(ends.tolist())
+    assert windows[0].fault_index[pump] == windows[0].fault_code[pump] == -1
+
+    labelled = collate_labelled(windows)
+    targets = labelled.targets
+    offsets = np.cumsum([0] + [len(w.fault_code) for w in windows[:-1]])
+    assert not targets.fault_valid[offsets[0] + pump]
+    assert targets.fault_valid[offsets[-1] + pump]
+    assert torch.equal(targets.health_valid, torch.isfinite(torch.from_numpy(np.concatenate(
+        [w.health for w in windows]
+    ))))  # fmt: skip
+    # Without a fault schedule, a labelled fault marks its mode's sensors.
+    leak_sensors = {
+        spec.sensor_index[s] for s in spec.fault_mode("pump_internal_leak").affected_sensors
+    }
+    assert set(np.flatnonzero(windows[-1].sensor_label).tolist()) == leak_sensors
+    assert windows[-1].sensor_effect.max() == 1.0  # failed by the end
+
+    torch.manual_seed(0)
+    model = UniversalTemporalGNN(tiny_config, contract)
+    terms = model_loss(model(labelled.batch), labelled.batch, targets)
+    assert all(bool(torch.isfinite(value)) for value in terms.values())
+    metrics = evaluate_windows(model, windows)["overall"]
+    assert np.isfinite(metrics["health_mae"])
