@@ -101,9 +101,39 @@ def _as_table(result: Mapping[str, Any]) -> dict[str, Any]:
     return {"per_system": {result["holdout"]: result["metrics"]}, "overall": result["metrics"]}
 
 
+def calibrate_command(
+    checkpoint: Annotated[Path, typer.Argument(help="Checkpoint to calibrate in place.")],
+    false_alarm: Annotated[
+        float, typer.Option(min=0.0001, max=0.4, help="Target share of healthy windows warned.")
+    ] = 0.01,
+    stride: Annotated[
+        float, typer.Option(min=10.0, help="Seconds between calibration windows.")
+    ] = 120.0,
+) -> None:
+    """Calibrate a checkpoint's status thresholds on the bundled build's validation data
+    (its demo machines, validation seed) and save it again with them."""
+    from dataclasses import replace
+
+    from training.build_models import BuildPlan
+    from training.calibration import describe, recalibrate
+    from worker.model.loader import load_checkpoint
+
+    plan = BuildPlan()
+    console = Console()
+    with errors_as_lines():
+        loaded = load_checkpoint(checkpoint)
+        systems = sorted(loaded.metadata.systems)
+        console.print(f"generating validation data (seed {plan.data.val_seed}) for {systems}")
+        data = replace(plan.data, eval_stride_s=stride)
+        windows = data.windows(systems, "val", loaded.contract)
+        calibration = recalibrate(checkpoint, windows, false_alarm=false_alarm)
+    console.print(describe(calibration))
+
+
 build_app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 build_app.command("models")(build_models_command)
 build_app.command("universality")(universality_command)
+build_app.command("calibrate")(calibrate_command)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

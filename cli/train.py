@@ -264,6 +264,7 @@ def train(
     """
     require_extra("train")
     from machines import read_run
+    from training.calibration import describe as describe_calibration
     from training.fit import TrainConfig
     from training.pipeline import package
     from training.train_data import DataRequest, prepare
@@ -306,6 +307,7 @@ def train(
         metrics_path.write_text(json.dumps(finite_or_none(everything), indent=2), "utf-8")
     console.print(metrics_table("GNN validation metrics (sensor level)", run.fitted.validation))
     print_comparison(console, "validation: GNN and baseline on the same windows", run.comparison)
+    console.print(describe_calibration(run.fitted.calibration))
     console.print(
         f"wrote {path} ({path.stat().st_size / 1024:.0f} KiB, weights sha256 {sha256[:12]}) "
         f"and {metrics_path}"
@@ -338,6 +340,8 @@ def evaluate(
     overall, beside a random forest on per-window statistics."""
     require_extra("evaluate")
     from machines import read_run
+    from service.settings import Settings
+    from training.alarms import alarm_report
     from training.data.demo import DemoPlan
     from training.data.runs import cut_runs, gaps_note, recipe_runs, run_names, too_short_message
     from training.evaluate_runs import evaluate_runs
@@ -371,8 +375,16 @@ def evaluate(
             loaded.model, contract, loaded.metadata.training, runs,
             baseline_from=baseline_from or (), stride_s=stride_s, seed=seed,
         )  # fmt: skip
+        rules = Settings().diagnosis
+        alarms = alarm_report(
+            loaded.model, rules.for_model(loaded.metadata.calibration), runs,
+            calibrated=rules.calibrated and bool(loaded.metadata.calibration.get("calibrated")),
+        )  # fmt: skip
         if json_out is not None:
-            report = {**result.to_dict(), "short_runs": [vars(item) for item in short]}
+            report = {
+                **result.to_dict(), "alarms": alarms.to_dict(),
+                "short_runs": [vars(item) for item in short],
+            }  # fmt: skip
             json_out.write_text(json.dumps(finite_or_none(report), indent=2), encoding="utf-8")
     windows = result.metrics["windows"]
     title = f"{loaded.name} {loaded.version} on {windows} windows (sensor level)"
@@ -381,6 +393,7 @@ def evaluate(
         say(console, f"WARNING: {warning}")
     print_comparison(console, "GNN and baseline on the same windows", result.comparison)
     console.print(run_table(result.comparison))
+    console.print(alarms.describe())
     if strict and result.warnings:
         raise typer.Exit(1)
 

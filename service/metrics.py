@@ -63,6 +63,8 @@ class ServiceMetrics:
             self.breaker_state.labels(state=state).set(1.0 if state == "closed" else 0.0)
         for reason in ("breaker", "database", "result_backend"):
             self.paused.labels(reason=reason).set(0.0)
+        for resampled in ("false", "true"):
+            self.short_windows.labels(resampled=resampled)
         self.db_available.set(1.0)
 
     def __repr__(self) -> str:
@@ -191,6 +193,13 @@ class ServiceMetrics:
             "gnn_snapshots_failed_total",
             "Snapshots the model failed on, by error type.",
             ["error_type"],
+            registry=r,
+        )
+        self.short_windows = Counter(
+            "gnn_short_windows_total",
+            "Diagnosed snapshots covering fewer steps than the model's window (left-padded), "
+            "by whether the window was resampled to the model's rate.",
+            ["resampled"],
             registry=r,
         )
         self.backend_retries = Counter(

@@ -8,8 +8,9 @@ that tie its fields together, and ``Settings`` checks those across groups.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
@@ -320,6 +321,28 @@ class DiagnosisSettings(SettingsSection):
     top_k: int = Field(
         default=3, ge=0, le=50, description="Sensors and connections listed as explanation."
     )
+    calibrated: bool = Field(
+        default=True,
+        description="Use the status thresholds a model was calibrated with on healthy "
+        "validation data (stored in its checkpoint) instead of the five thresholds above; "
+        "a model without calibration uses the thresholds above.",
+    )
+
+    def for_model(self, calibration: Mapping[str, Any]) -> DiagnosisSettings:
+        """These rules with a model's calibrated thresholds, when it has them and
+        ``calibrated`` is on; else these rules unchanged."""
+        if not self.calibrated or not calibration.get("calibrated"):
+            return self
+        keys = (
+            "warning_health",
+            "critical_health",
+            "warning_anomaly",
+            "critical_anomaly",
+            "fault_probability",
+        )
+        return type(self).model_validate(
+            {**self.model_dump(), **{key: calibration[key] for key in keys}}
+        )
 
     @model_validator(mode="after")
     def _ordered(self) -> DiagnosisSettings:

@@ -9,15 +9,16 @@ the training run and the metrics.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from machines import builtin_spec
 from schemas import SystemSpec
+from training.calibration import DEFAULT_FALSE_ALARM, calibrate
 from training.data.demo import DemoPlan, LabelledWindow, demo_windows
 from training.evaluate import evaluate_windows
-from training.fit import ProgressCallback, TrainConfig, TrainResult, train_model
+from training.fit import ProgressCallback, TrainConfig, TrainResult, torch_threads, train_model
 from training.metrics import finite_or_none
 from worker.model import FeatureContract, ModelConfig, SpecGraphCache
 from worker.model.loader import CheckpointMetadata, save_checkpoint
@@ -95,10 +96,13 @@ class Fitted:
     Attributes:
         result: The training result (model, fitted contract, history).
         validation: Metrics on the validation windows (:func:`evaluate_windows`).
+        calibration: Status thresholds from the healthy validation windows
+            (:func:`training.calibration.calibrate`).
     """
 
     result: TrainResult
     validation: dict[str, Any]
+    calibration: dict[str, Any] = field(default_factory=dict)
 
 
 def fit(
@@ -109,8 +113,10 @@ def fit(
     contract: FeatureContract,
     config: TrainConfig,
     progress: ProgressCallback | None = None,
+    false_alarm: float = DEFAULT_FALSE_ALARM,
 ) -> Fitted:
-    """Train, then evaluate the kept weights on the validation windows."""
+    """Train, then evaluate the kept weights on the validation windows and calibrate the
+    status thresholds on its healthy ones."""
     result = train_model(
         train_windows,
         val_windows,
@@ -119,7 +125,9 @@ def fit(
         config=config,
         progress=progress,
     )
-    return Fitted(result, evaluate_windows(result.model, val_windows))
+    with torch_threads(config.threads):
+        calibration = calibrate(result.model, val_windows, false_alarm=false_alarm)
+    return Fitted(result, evaluate_windows(result.model, val_windows), calibration)
 
 
 def training_record(
@@ -199,6 +207,7 @@ def package(
         training=finite_or_none(training),
         metrics=finite_or_none(stored),
         description=description,
+        calibration=fitted.calibration if fitted.calibration.get("calibrated") else {},
     )
     return save_checkpoint(
         path, model=fitted.result.model, contract=fitted.result.contract, metadata=metadata

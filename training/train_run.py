@@ -35,6 +35,7 @@ class TrainingRun:
         return {
             "validation": self.fitted.validation,
             "baseline_comparison": self.record["baseline_comparison"],
+            "calibration": self.fitted.calibration,
         }
 
 

@@ -154,7 +154,7 @@ def build_snapshot_consumer(app: WorkerApp, resources: ProcessResources) -> Snap
         load_runner=source.load,
         probe_version=source.token,
         processor_factory=lambda runner: BatchProcessor(
-            settings=settings, runner=runner, resolve_spec=builtin_spec
+            settings=settings, runner=runner, resolve_spec=builtin_spec, metrics=metrics
         ),
         breaker=breaker,
         store=OutcomeStore(resources),

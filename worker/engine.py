@@ -9,8 +9,9 @@ down to single snapshots, so that one large batch never fails a whole micro-batc
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from loguru import logger
@@ -82,6 +83,8 @@ class ModelRunner:
         version: ``name:version`` of the model, written into every diagnosis.
         device: Where the model runs.
         cuda_memory_fraction: Share of the GPU this process may allocate (CUDA only).
+        calibration: The status thresholds the model was calibrated with (checkpoint
+            metadata); empty when it has none.
     """
 
     def __init__(
@@ -92,8 +95,10 @@ class ModelRunner:
         version: str,
         device: torch.device,
         cuda_memory_fraction: float = 0.9,
+        calibration: Mapping[str, Any] | None = None,
     ) -> None:
         self.contract = contract
+        self.calibration: Mapping[str, Any] = dict(calibration or {})
         self.version = version
         self.device = device
         self.specs = SpecGraphCache(contract)

@@ -54,6 +54,7 @@ class ModelSource:
             version=f"{loaded.name}:{loaded.version}",
             device=device,
             cuda_memory_fraction=config.cuda_memory_fraction,
+            calibration=loaded.metadata.calibration,
         )
         seconds = runner.warm_up(self._warmup_samples(runner), config.warmup_batches)
         logger.info(
@@ -62,6 +63,7 @@ class ModelSource:
             origin=resolved.origin,
             device=str(device),
             warmup_s=round(seconds, 3),
+            calibrated_thresholds=bool(runner.calibration.get("calibrated")),
         )
         return runner
 

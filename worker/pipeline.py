@@ -20,10 +20,12 @@ from schemas.result import DeadLettered, Diagnosed, ExpiredOutcome
 from service import spans
 from service.admission import SpecResolver, admit, parse_snapshot
 from service.errors import InvalidInput, ModelError
+from service.metrics import ServiceMetrics
 from service.settings import Settings
 from worker.engine import ModelRunner
 from worker.messages import Incoming, printable
 from worker.model import GraphSample, ModelOutput, encode_window
+from worker.model.features import resampled
 from worker.postprocess import assemble, component_diagnoses
 
 Outcome = Diagnosed | ExpiredOutcome | DeadLettered
@@ -83,14 +85,23 @@ class BatchProcessor:
         settings: Service settings (limits, diagnosis thresholds).
         runner: The model runner; swapped between batches by the consumer.
         resolve_spec: Finds a machine's spec by name.
+        metrics: Where diagnoses of short windows are counted (none: not counted).
     """
 
     def __init__(
-        self, *, settings: Settings, runner: ModelRunner, resolve_spec: SpecResolver
+        self,
+        *,
+        settings: Settings,
+        runner: ModelRunner,
+        resolve_spec: SpecResolver,
+        metrics: ServiceMetrics | None = None,
     ) -> None:
         self.settings = settings
         self.runner = runner
+        # The model's calibrated status thresholds, unless GNN_DIAGNOSIS__CALIBRATED=false.
+        self.rules = settings.diagnosis.for_model(runner.calibration)
         self.resolve_spec = resolve_spec
+        self.metrics = metrics
 
     def __repr__(self) -> str:
         return f"BatchProcessor(model={self.runner.version!r})"
@@ -169,8 +180,7 @@ class BatchProcessor:
         post_started = time.perf_counter()
         with spans.stage_span(spans.STAGE_POSTPROCESS):
             records = [
-                component_diagnoses(item.sample, output, self.settings.diagnosis)
-                for item, output in done
+                component_diagnoses(item.sample, output, self.rules) for item, output in done
             ]
         post_s = time.perf_counter() - post_started
         result.timings["postprocess"] = post_s
@@ -203,6 +213,21 @@ class BatchProcessor:
                     item.spec,
                 )
             )
+            if item.sample.padded_steps:
+                self._count_short(item)
+
+    def _count_short(self, item: _Accepted) -> None:
+        """A diagnosis of a window shorter than the model's (its warning says so)."""
+        rate = item.snapshot.window.sample_rate_hz
+        label = "true" if resampled(rate, self.runner.contract) else "false"
+        logger.debug(
+            "short window",
+            snapshot_id=item.snapshot.snapshot_id,
+            covered_steps=item.sample.covered_steps,
+            sample_rate_hz=rate,
+        )
+        if self.metrics is not None:
+            self.metrics.short_windows.labels(resampled=label).inc()
 
     def _admit(self, incoming: Incoming, now: datetime, result: BatchResult) -> _Accepted | None:
         try:

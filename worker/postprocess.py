@@ -144,6 +144,13 @@ def assemble(
         warnings.append(f"no readings for sensors: {', '.join(sample.missing_sensors)}")
     if sample.nonfinite_count:
         warnings.append(f"{sample.nonfinite_count} NaN or infinite readings were masked")
+    if sample.padded_steps:
+        steps = int(sample.x.shape[1])
+        warnings.append(
+            f"short window: it covers {steps - sample.padded_steps} of the model's {steps} "
+            f"steps (after resampling to the model's rate); the {sample.padded_steps} steps "
+            "before it were padded and masked"
+        )
     # Every field is either taken from the validated snapshot or checked above.
     return Diagnosis.model_construct(
         snapshot_id=snapshot.snapshot_id,

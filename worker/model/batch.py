@@ -28,6 +28,9 @@ class GraphSample:
         mask: 1.0 where a reading was observed, 0.0 where missing, non-finite or padded.
         nonfinite_count: Readings that were NaN or infinite (masked).
         missing_sensors: Spec sensors with no usable reading in the window.
+        covered_steps: Model steps (of T) the window spans after resampling; fewer than T
+            means the steps before it are padding. ``None`` where the sample was not built
+            by :func:`~worker.model.features.encode_window` (unknown).
 
     Shapes:
         x, mask: ``[S, T]`` float32.
@@ -38,12 +41,21 @@ class GraphSample:
     mask: npt.NDArray[np.float32]
     nonfinite_count: int
     missing_sensors: tuple[str, ...]
+    covered_steps: int | None = None
+
+    @property
+    def padded_steps(self) -> int:
+        """Model steps before the window's first sample (0 when it covers the whole window
+        or when ``covered_steps`` is unknown)."""
+        if self.covered_steps is None:
+            return 0
+        return max(0, int(self.x.shape[1]) - self.covered_steps)
 
     def __repr__(self) -> str:
         return (
             f"{type(self).__name__}(spec={self.graph.name!r}, shape={tuple(self.x.shape)}, "
             f"observed={float(self.mask.mean()):.3f}, nonfinite_count={self.nonfinite_count}, "
-            f"missing_sensors={len(self.missing_sensors)})"
+            f"missing_sensors={len(self.missing_sensors)}, covered_steps={self.covered_steps})"
         )
 
 

@@ -35,11 +35,15 @@ def encode_window(
     """Normalise, resample, align and mask one window of readings.
 
     Each reading becomes ``(value - centre) / half_width`` of its sensor's normal range,
-    clipped to ``contract.value_clip``. A window at another rate is linearly interpolated
-    onto the contract's time base from its observed samples only (a model step is masked
-    when neither neighbouring sample was observed). The last model step falls on the last
-    sample; a window covering fewer than T model steps is left-padded with mask 0, a
-    longer one keeps its last T steps.
+    clipped to ``contract.value_clip``. A window at another rate is put on the contract's
+    time base from its observed samples only. A faster window (``ratio`` input samples per
+    model step, ``ratio > 1``) is averaged: each model step is the mean of the observed
+    samples in the ``ratio`` samples ending at it (a box-car filter, so that components
+    faster than the model's Nyquist rate are attenuated instead of aliased), masked when
+    none was observed. A slower window is linearly interpolated (a step is masked when
+    neither neighbouring sample was observed). The last model step falls on the last
+    sample; a window covering fewer than T model steps is left-padded with mask 0 (and
+    ``covered_steps`` says so), a longer one keeps its last T steps.
 
     Args:
         spec_graph: Static graph of the window's spec, built under ``contract``.
@@ -81,12 +85,18 @@ def encode_window(
         :, None
     ]
     ratio = sample_rate_hz / contract.sample_rate_hz
-    if abs(ratio - 1.0) < _SNAP:
-        values, mask = _align(scaled, observed, contract.window_steps)
+    steps, clip = contract.window_steps, contract.value_clip
+    if not resampled(sample_rate_hz, contract):
+        values, mask = _align(scaled, observed, steps)
+        covered = min(scaled.shape[1], steps)
     else:
-        values, mask = _resample(scaled, observed, contract.window_steps, ratio)
+        position = _positions(scaled.shape[1], steps, ratio)
+        covered = int((position >= 0).sum())
+        if ratio > 1.0:
+            values, mask = _interval_means(np.clip(scaled, -clip, clip), observed, position, ratio)
+        else:
+            values, mask = _interpolate(scaled, observed, position)
 
-    clip = contract.value_clip
     x = (np.clip(values, -clip, clip) * mask).astype(np.float32)
     seen = mask.any(axis=1)
     if not seen.any():
@@ -103,7 +113,14 @@ def encode_window(
         mask=mask.astype(np.float32),
         nonfinite_count=nonfinite,
         missing_sensors=tuple(spec_graph.sensor_ids[i] for i in missing),
+        covered_steps=covered,
     )
+
+
+def resampled(sample_rate_hz: float, contract: FeatureContract) -> bool:
+    """Whether :func:`encode_window` resamples a window at ``sample_rate_hz`` (a rate
+    within one part in a million of the contract's is taken as the contract's)."""
+    return abs(sample_rate_hz / contract.sample_rate_hz - 1.0) >= _SNAP
 
 
 def _from_array(
@@ -168,17 +185,55 @@ def _align(
     return np.pad(values, pad), np.pad(observed, pad)
 
 
-def _resample(
+def _positions(available: int, steps: int, ratio: float) -> npt.NDArray[np.float64]:
+    """Fractional input position of each model step, the last one on the last sample;
+    negative before the window's first sample."""
+    position = (available - 1) - (steps - 1 - np.arange(steps, dtype=np.float64)) * ratio
+    return _snapped(position)
+
+
+def _snapped(position: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    whole = np.rint(position)
+    return np.where(np.abs(position - whole) < _SNAP, whole, position)
+
+
+def _interval_means(
     values: npt.NDArray[np.float64],
     observed: npt.NDArray[np.bool_],
-    steps: int,
+    position: npt.NDArray[np.float64],
     ratio: float,
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_]]:
+    """Mean of the observed samples ``i`` with ``position - ratio < i <= position``, per step.
+
+    ``values`` must be bounded (clipped): sums are taken as differences of cumulative sums.
+
+    Shapes:
+        values, observed: ``[S, T_in]``; position: ``[T]``; returned: ``[S, T]`` twice.
+    """
+    available = values.shape[1]
+    zero = np.zeros((values.shape[0], 1))
+    total = np.concatenate([zero, np.cumsum(np.where(observed, values, 0.0), axis=1)], axis=1)
+    count = np.concatenate([zero, np.cumsum(observed, axis=1, dtype=np.float64)], axis=1)
+    # Half-open [start, end) in sample indices; a step before the window gets start = end = 0.
+    end = np.clip(np.floor(position).astype(np.int64) + 1, 0, available)
+    start = np.clip(np.floor(_snapped(position - ratio)).astype(np.int64) + 1, 0, available)
+    seen = count[:, end] - count[:, start]
+    mask = seen > 0.5
+    summed = total[:, end] - total[:, start]
+    return np.where(mask, summed / np.where(mask, seen, 1.0), 0.0), mask
+
+
+def _interpolate(
+    values: npt.NDArray[np.float64],
+    observed: npt.NDArray[np.bool_],
+    position: npt.NDArray[np.float64],
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_]]:
+    """Linear interpolation between the observed neighbours of each step's position.
+
+    Shapes:
+        values, observed: ``[S, T_in]``; position: ``[T]``; returned: ``[S, T]`` twice.
+    """
     last = values.shape[1] - 1
-    # Fractional input position of each model step, the last one on the last sample.
-    position = last - (steps - 1 - np.arange(steps)) * ratio
-    whole = np.rint(position)
-    position = np.where(np.abs(position - whole) < _SNAP, whole, position)
     inside = position >= 0
     position = np.clip(position, 0, last)
     left = np.floor(position).astype(np.int64)

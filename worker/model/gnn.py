@@ -1,7 +1,8 @@
 """UniversalTemporalGNN: one model for every machine spec whose sensor kinds it knows.
 
 Nodes are sensors. A shared temporal encoder turns each sensor's window (the first T - H
-steps, with its mask) into a vector once; learned embeddings of the sensor kind and the
+steps, with its mask) into a vector once, and (``window_stats``) a small MLP over the
+window's summary statistics adds another; learned embeddings of the sensor kind and the
 component type are added; GATv2 layers with edge features pass messages within components
 and across connections, once per snapshot. Attention pools sensors into components and
 components into the machine. Heads read component health, a fault distribution over each
@@ -28,6 +29,7 @@ from worker.model.batch import GraphBatch
 from worker.model.contract import FeatureContract
 from worker.model.outputs import ModelOutput
 from worker.model.pooling import AttentionPool
+from worker.model.statistics import StatisticsEncoder
 from worker.model.temporal import TEMPORAL_POOLS, TemporalEncoder, last_observed
 
 _LOG_VAR_BOUND = 10.0
@@ -52,6 +54,12 @@ class ModelConfig:
             architecture, so checkpoints saved without this key load unchanged.
         temporal_segments: Parts of the window of the ``segments`` temporal pooling.
         rul_unit_hours: Scale of the remaining-useful-life head's output.
+        window_stats: Add a per-sensor branch over the window's summary statistics (mean,
+            standard deviation, min, max, mean absolute first difference, last observed
+            value, observed fraction; :class:`~worker.model.statistics.StatisticsEncoder`)
+            to the sensor embedding before message passing. On for new models; a
+            checkpoint saved without this key was built without the branch and loads with
+            it off (see :meth:`from_dict`).
     """
 
     hidden: int = 64
@@ -64,6 +72,7 @@ class ModelConfig:
     temporal_pool: tuple[str, ...] = ("last", "mean")
     temporal_segments: int = 4
     rul_unit_hours: float = 100.0
+    window_stats: bool = True
 
     def __post_init__(self) -> None:
         problems: list[str] = []
@@ -85,6 +94,9 @@ class ModelConfig:
             )
         if self.temporal_segments < 1:
             problems.append(f"temporal_segments must be >= 1, got {self.temporal_segments}")
+        flag: object = self.window_stats  # JSON may hold anything here
+        if not isinstance(flag, bool):
+            problems.append(f"window_stats must be true or false, got {self.window_stats!r}")
         if not self.rul_unit_hours > 0:
             problems.append(f"rul_unit_hours must be > 0, got {self.rul_unit_hours}")
         if problems:
@@ -107,6 +119,8 @@ class ModelConfig:
         values: dict[str, Any] = {
             k: tuple(v) if isinstance(v, list) else v for k, v in data.items()
         }
+        # Configs saved before the statistics branch existed describe models without it.
+        values.setdefault("window_stats", False)
         try:
             return cls(**values)
         except TypeError as exc:
@@ -166,6 +180,9 @@ class UniversalTemporalGNN(nn.Module):
         self.fault_head = _mlp(3 * width + 2, width, 1)
         self.rul_head = _mlp(2 * width, width, 2)
         self.machine_head = nn.Linear(width, 1)
+        # Built last, so that under one seed every other weight starts the same with or
+        # without it (a like-for-like comparison of the two).
+        self.statistics = StatisticsEncoder(width) if config.window_stats else None
         # Derived from the contract (saved with the checkpoint), so not part of state_dict.
         self.register_buffer(
             "residual_scale",
@@ -201,6 +218,9 @@ class UniversalTemporalGNN(nn.Module):
         num_components, num_graphs = batch.num_components, batch.num_graphs
 
         h = self.temporal(x_seen, mask_seen)
+        if self.statistics is not None:
+            # Of the first T - H steps too: the forecast must not read the steps it predicts.
+            h = h + self.statistics(x_seen, mask_seen)
         h = self.input_norm(
             h + self.kind_embedding(batch.sensor_kind) + self.type_embedding(batch.component_type)
         )

@@ -87,6 +87,9 @@ class CheckpointMetadata:
         description: One line for people.
         created_at: ISO 8601 time of saving; filled by :func:`save_checkpoint` when ``None``.
         libraries: Versions of torch, torch_geometric and gnn-service; filled on save.
+        calibration: Status thresholds calibrated on healthy validation windows
+            (``training.calibration``), which workers use instead of the fixed
+            ``GNN_DIAGNOSIS__*`` thresholds; empty for a model saved without.
     """
 
     name: str
@@ -97,6 +100,7 @@ class CheckpointMetadata:
     description: str = ""
     created_at: str | None = None
     libraries: Mapping[str, str] = field(default_factory=dict)
+    calibration: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, eq=False, repr=False)
@@ -189,6 +193,7 @@ def save_checkpoint(
         "systems": {name: list(vocab) for name, vocab in metadata.systems.items()},
         "training": dict(metadata.training),
         "metrics": dict(metadata.metrics),
+        "calibration": dict(metadata.calibration),
         "weights": {"encoding": "torch.save", "bytes": len(weights), "sha256": digest},
     }
     try:
@@ -287,6 +292,7 @@ def metadata_from_manifest(manifest: Mapping[str, Any]) -> CheckpointMetadata:
         description=str(manifest.get("description", "")),
         created_at=str(manifest["created_at"]),
         libraries={str(k): str(v) for k, v in manifest["libraries"].items()},
+        calibration=dict(manifest.get("calibration") or {}),
     )
 
 
@@ -369,6 +375,8 @@ def _check_manifest(source: Path, manifest: dict[str, Any]) -> None:
     for key in ("model_config", "contract", "systems", "training", "metrics", "libraries"):
         if not isinstance(manifest[key], dict):
             raise CheckpointError(f"{source}: incompatible checkpoint: {key!r} is not an object")
+    if not isinstance(manifest.get("calibration", {}), dict):
+        raise CheckpointError(f"{source}: incompatible checkpoint: 'calibration' is not an object")
     contract = manifest["contract"]
     for key, ours in (("sensor_kinds", SENSOR_KINDS), ("connection_types", CONNECTION_TYPES)):
         theirs = contract.get(key)

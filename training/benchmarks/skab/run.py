@@ -132,7 +132,12 @@ class SkabBenchConfig:
     state_kinds: tuple[str, ...] = ("vibration", "current", "voltage", "pressure", "flow")
     model: ModelConfig = field(
         default_factory=lambda: ModelConfig(
-            hidden=32, layers=2, heads=4, dropout=0.0, temporal_channels=16
+            hidden=32,
+            layers=2,
+            heads=4,
+            dropout=0.0,
+            temporal_channels=16,
+            window_stats=False,  # the published figures' architecture (docs/benchmarks.md)
         )
     )
     smoothing_steps: int = 10

@@ -49,44 +49,153 @@ def test_a_short_window_is_left_padded_and_masked(press_spec: SystemSpec) -> Non
     assert not sample.x[row, :58].any()
 
 
-@pytest.mark.parametrize(
-    ("rate_hz", "tolerance"),
-    [
-        (2.0, 1e-6),  # every model step falls on a sample
-        (2.5, 0.01),  # interpolated between samples 0.4 s apart
-        (0.5, 0.06),  # upsampled from samples 2 s apart
-    ],
-)
-def test_a_sine_at_another_rate_gives_the_features_of_the_one_hz_sine(
-    press_spec: SystemSpec, rate_hz: float, tolerance: float
-) -> None:
-    def sine(times: np.ndarray) -> list[float | None]:
-        return list((45.0 + 25.0 * np.sin(2 * math.pi * times / 20.0)).tolist())
+def _sine(times: np.ndarray, period_s: float = 20.0) -> list[float | None]:
+    return list((45.0 + 25.0 * np.sin(2 * math.pi * times / period_s)).tolist())
 
-    graph = _graph(press_spec)
-    end = 100.0  # both windows end on the same instant
-    reference = encode_window(graph, {"pump_temp": sine(end - np.arange(60)[::-1])}, 1.0, CONTRACT)
-    steps = int(60 * rate_hz) + 4
+
+def _interval_means_by_loop(series: np.ndarray, rate_hz: float) -> np.ndarray:
+    """The downsampling rule written plainly: model step k is the mean of the samples i
+    with position_k - ratio < i <= position_k, the last step on the last sample."""
+    ratio, last = rate_hz / CONTRACT.sample_rate_hz, len(series) - 1
+    means = []
+    for k in range(CONTRACT.window_steps):
+        position = last - (CONTRACT.window_steps - 1 - k) * ratio
+        inside = [
+            series[i] for i in range(len(series)) if position - ratio + 1e-9 < i <= position + 1e-9
+        ]
+        means.append(np.mean(inside))
+    return np.array(means)
+
+
+def test_a_slower_window_is_interpolated_onto_the_model_steps(press_spec: SystemSpec) -> None:
+    graph, end = _graph(press_spec), 100.0  # both windows end on the same instant
+    reference = encode_window(graph, {"pump_temp": _sine(end - np.arange(60)[::-1])}, 1.0, CONTRACT)
     other = encode_window(
-        graph, {"pump_temp": sine(end - np.arange(steps)[::-1] / rate_hz)}, rate_hz, CONTRACT
+        graph, {"pump_temp": _sine(end - np.arange(34)[::-1] * 2.0)}, 0.5, CONTRACT
     )
     row = press_spec.sensor_index["pump_temp"]
     assert other.mask[row].all()
-    np.testing.assert_allclose(other.x[row], reference.x[row], atol=tolerance)
+    np.testing.assert_allclose(other.x[row], reference.x[row], atol=0.06)
 
 
-def test_resampling_masks_a_step_whose_neighbours_are_both_missing(press_spec: SystemSpec) -> None:
-    # At 2.5 Hz the model step 1 s before the end lies between samples -4 and -3; the step
-    # 3 s before the end lies between samples -9 and -8.
+@pytest.mark.parametrize("rate_hz", [2.0, 2.5, 10.0, 35.0])
+def test_a_faster_window_is_averaged_over_each_model_step(
+    press_spec: SystemSpec, rate_hz: float
+) -> None:
+    rng = np.random.default_rng(3)
+    steps = int(60 * rate_hz) + 4
+    times = 100.0 - np.arange(steps)[::-1] / rate_hz
+    series = np.array(_sine(times)) + rng.normal(0.0, 2.0, steps)
+    sample = encode_window(_graph(press_spec), {"pump_temp": list(series)}, rate_hz, CONTRACT)
+    row = press_spec.sensor_index["pump_temp"]
+    assert sample.mask[row].all()
+    expected = (_interval_means_by_loop(series, rate_hz) - 45.0) / 25.0
+    np.testing.assert_allclose(sample.x[row], expected, rtol=1e-5, atol=1e-6)
+
+
+def test_ten_hertz_downsampled_to_one_hertz_is_the_mean_of_each_second(
+    press_spec: SystemSpec,
+) -> None:
+    rng = np.random.default_rng(0)
+    times = np.arange(600) / 10.0
+    series = np.array(_sine(times)) + rng.normal(0.0, 3.0, 600)
+    sample = encode_window(_graph(press_spec), {"pump_temp": list(series)}, 10.0, CONTRACT)
+    row = press_spec.sensor_index["pump_temp"]
+    per_second = series.reshape(60, 10).mean(axis=1)
+    np.testing.assert_allclose(sample.x[row], (per_second - 45.0) / 25.0, rtol=1e-5, atol=1e-6)
+    assert sample.covered_steps == 60
+
+
+def test_a_component_above_the_models_nyquist_rate_is_attenuated_not_aliased(
+    press_spec: SystemSpec,
+) -> None:
+    # 0.9 Hz sampled once a second would alias to a full-amplitude 0.1 Hz wave; the mean
+    # over each second passes |sinc(0.9)| ~ 0.11 of it. A slow wave passes almost whole.
+    times = np.arange(600) / 10.0
+    fast = encode_window(
+        _graph(press_spec), {"pump_temp": _sine(times, period_s=1 / 0.9)}, 10.0, CONTRACT
+    )
+    slow = encode_window(
+        _graph(press_spec), {"pump_temp": _sine(times, period_s=30.0)}, 10.0, CONTRACT
+    )
+    row = press_spec.sensor_index["pump_temp"]
+    assert np.abs(fast.x[row]).max() < 0.15
+    assert 0.95 < np.abs(slow.x[row]).max() <= 1.0
+
+
+def test_a_model_step_with_no_observed_sample_in_its_interval_is_masked(
+    press_spec: SystemSpec,
+) -> None:
+    series: list[float | None] = [45.0] * 600
+    series[-20:-10] = [None] * 10  # every sample of the second step before the last
+    series[-30:-25] = [None] * 5  # half of the third: the mean of the other half
+    series[-24] = 70.0
+    sample = encode_window(_graph(press_spec), {"pump_temp": series}, 10.0, CONTRACT)
+    row = press_spec.sensor_index["pump_temp"]
+    assert sample.mask[row, -2] == 0.0
+    assert sample.x[row, -2] == 0.0
+    assert sample.mask[row, [-1, -3]].tolist() == [1.0, 1.0]
+    assert sample.x[row, -3] == pytest.approx(0.2)  # (70 + 4 * 45) / 5 -> 5 / 25
+
+
+def test_resampling_at_a_fractional_ratio_masks_an_interval_without_observations(
+    press_spec: SystemSpec,
+) -> None:
+    # At 2.5 Hz the step 1 s before the last averages samples -5 and -4; the step 3 s
+    # before it, samples -10 and -9.
     series: list[float | None] = [45.0] * 150
-    series[-4] = series[-3] = None
-    series[-9] = None
-    series[-8] = 70.0
+    series[-5] = series[-4] = None
+    series[-10] = None
+    series[-9] = 70.0
     sample = encode_window(_graph(press_spec), {"pump_temp": series}, 2.5, CONTRACT)
     row = press_spec.sensor_index["pump_temp"]
     assert sample.mask[row, -2] == 0.0
     assert sample.mask[row, -4] == 1.0
-    assert sample.x[row, -4] == pytest.approx(1.0)  # only the observed neighbour counts
+    assert sample.x[row, -4] == pytest.approx(1.0)  # only the observed sample counts
+
+
+def test_a_window_at_the_models_rate_is_taken_as_is_bit_for_bit(press_spec: SystemSpec) -> None:
+    rng = np.random.default_rng(1)
+    raw = rng.normal(45.0, 40.0, size=(75, 8))
+    raw[rng.random(raw.shape) < 0.1] = np.nan
+    graph = _graph(press_spec)
+    for rate_hz in (1.0, 1.0 + 1e-9):
+        sample = encode_window(graph, raw, rate_hz, CONTRACT)
+        last = raw[-60:].T
+        observed = np.isfinite(last)
+        scaled = (np.where(observed, last, 0.0) - graph.centre[:, None]) / graph.half_width[:, None]
+        clip = CONTRACT.value_clip
+        expected = (np.clip(scaled, -clip, clip) * observed).astype(np.float32)
+        np.testing.assert_array_equal(sample.x, expected)
+        np.testing.assert_array_equal(sample.mask, observed.astype(np.float32))
+        assert sample.covered_steps == 60
+
+
+@pytest.mark.parametrize(
+    ("samples", "rate_hz", "covered"),
+    [(60, 1.0, 60), (200, 1.0, 60), (45, 1.0, 45), (60, 35.0, 2), (2100, 35.0, 60), (20, 0.5, 39)],
+)
+def test_covered_steps_counts_the_model_steps_the_window_spans(
+    press_spec: SystemSpec, samples: int, rate_hz: float, covered: int
+) -> None:
+    readings: dict[str, list[float | None]] = {"pump_temp": [45.0] * samples}
+    sample = encode_window(_graph(press_spec), readings, rate_hz, CONTRACT)
+    assert sample.covered_steps == covered
+    assert sample.padded_steps == 60 - covered
+    row = press_spec.sensor_index["pump_temp"]
+    assert not sample.mask[row, : 60 - covered].any()
+
+
+def test_an_extreme_reading_cannot_spoil_the_other_steps_of_an_averaged_window(
+    press_spec: SystemSpec,
+) -> None:
+    series: list[float | None] = [45.0] * 600
+    series[5] = 1e308  # the running sums must not overflow into the later steps
+    sample = encode_window(_graph(press_spec), {"pump_temp": series}, 10.0, CONTRACT)
+    row = press_spec.sensor_index["pump_temp"]
+    assert np.isfinite(sample.x).all()
+    assert sample.x[row, 0] == pytest.approx(CONTRACT.value_clip / 10)
+    assert not sample.x[row, 1:].any()
 
 
 def test_missing_none_nan_and_inf_are_masked_and_only_nonfinite_values_counted(

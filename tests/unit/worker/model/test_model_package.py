@@ -16,6 +16,7 @@ def test_the_package_exports_exactly_its_public_surface() -> None:
         "pooling",
         "registry",
         "spec_graph",
+        "statistics",
         "temporal",
     }
     assert public - modules - {"annotations"} == set(worker.model.__all__)
