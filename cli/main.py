@@ -25,8 +25,9 @@ from pydantic_settings import SettingsError
 from cli.benchmark import benchmark_app
 from cli.demo import demo_app
 from cli.importing import import_runs
+from cli.models import models_app
 from cli.produce import produce
-from cli.train import evaluate, models_app, train
+from cli.train import evaluate, train
 from service.settings import SecuritySettings, Settings, describe_error
 
 app = typer.Typer(

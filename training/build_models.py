@@ -18,12 +18,14 @@ from pathlib import Path
 from typing import Any, Final
 
 from machines import builtin_names
+from training.calibration import calibrate
 from training.evaluate import evaluate_windows
 from training.fit import ProgressCallback, TrainConfig
 from training.metrics import finite_or_none
 from training.model_card import render_model_card
 from training.pipeline import (
     DataPlan,
+    Fitted,
     builtin_specs,
     contract_for,
     fit,
@@ -36,6 +38,8 @@ from worker.model.loader import CHECKPOINT_SUFFIX, library_versions, load_checkp
 
 BUNDLED_DIR: Final = Path("worker/model/bundled")
 MODEL_CARD: Final = Path("docs/models.md")
+CALIBRATION_STRIDE_S: Final = 120.0
+"""Seconds between the validation windows the status thresholds are calibrated on."""
 
 
 def _default_training() -> TrainConfig:
@@ -121,10 +125,13 @@ def build(
         config=plan.train,
         progress=progress,
     )
+    tell("calibrating the status thresholds on healthy validation windows")
+    fitted = replace(fitted, calibration=calibration_of(fitted, plan))
     tell(f"evaluating on unseen seed {plan.data.test_seed}")
     evaluated = time.perf_counter()
     test_windows = plan.data.windows(plan.systems, "test", fitted.result.contract)
     test = evaluate_windows(fitted.result.model, test_windows)
+    alarms = alarms_of(fitted, plan)
     spread = {plan.data.test_seed: test["overall"]}
     for seed in plan.spread_seeds:
         other = replace(plan.data, test_seed=seed).windows(
@@ -193,6 +200,8 @@ def build(
             "validation": fitted.validation,
             "test": test,
             "seed_spread": {str(seed): metrics for seed, metrics in spread.items()},
+            "calibration": fitted.calibration,
+            "alarms": alarms,
             "universality": universality,
             "residual_scale": dict(
                 zip(result.contract.sensor_kinds, result.contract.residual_scales(), strict=True)
@@ -217,3 +226,34 @@ def build(
         model_card.write_text(render_model_card(report), encoding="utf-8")
         tell(f"wrote {model_card}")
     return report
+
+
+def calibration_of(fitted: Fitted, plan: BuildPlan) -> dict[str, Any]:
+    """Status thresholds from the validation split cut every ``CALIBRATION_STRIDE_S``: the
+    thresholds are quantiles, and denser windows give more healthy ones to take them from."""
+    data = replace(plan.data, eval_stride_s=CALIBRATION_STRIDE_S)
+    windows = data.windows(plan.systems, "val", fitted.result.contract)
+    return calibrate(fitted.result.model, windows)
+
+
+def alarms_of(fitted: Fitted, plan: BuildPlan) -> dict[str, Any]:
+    """False alarms and detection delays on the test split, with the fixed and with the
+    calibrated thresholds (:mod:`training.alarms`)."""
+    from service.settings import DiagnosisSettings
+    from training.alarms import alarm_report
+    from training.data.runs import recipe_runs
+
+    contract = fitted.result.contract
+    runs = recipe_runs(
+        plan.data.demo(plan.systems, "test").recipes(),
+        contract,
+        stride_s=plan.data.eval_stride_s,
+    )
+    model, fixed = fitted.result.model, DiagnosisSettings()
+    calibrated = fixed.for_model(fitted.calibration)
+    return {
+        "fixed": alarm_report(model, fixed, runs, calibrated=False).to_dict(),
+        "calibrated": alarm_report(
+            model, calibrated, runs, calibrated=calibrated is not fixed
+        ).to_dict(),
+    }

@@ -142,6 +142,7 @@ def render_model_card(report: Mapping[str, Any]) -> str:
         "  (developed: only faults with effect >= 0.5 as positives); the range baseline ranks",
         "  sensors by how far outside their normal range they went in the window.",
         "",
+        *_alarms(report.get("calibration"), report.get("alarms")),
         *_universality(report["universality"]),
         "### Limits",
         "",
@@ -191,3 +192,48 @@ def _universality(results: Sequence[Mapping[str, Any]]) -> list[str]:
         )
     lines.append("")
     return lines
+
+
+def _alarms(calibration: Mapping[str, Any] | None, alarms: Mapping[str, Any] | None) -> list[str]:
+    """The status thresholds and what they cost: false alarms and detection delays."""
+    if not calibration or not alarms:
+        return []
+    if not calibration.get("calibrated"):
+        return ["### Alarms", "", f"Not calibrated: {calibration.get('reason')}.", ""]
+    lines = [
+        "### Alarms",
+        "",
+        f"Status thresholds calibrated on {calibration['healthy_windows']} healthy validation "
+        f"windows for {calibration['false_alarm_target']:.0%} false alarms (stored in the "
+        "checkpoint; workers use them unless `GNN_DIAGNOSIS__CALIBRATED=false`): warning at "
+        f"health < {calibration['warning_health']:.3f}, anomaly score >= "
+        f"{calibration['warning_anomaly']:.2f} or fault probability >= "
+        f"{calibration['fault_probability']:.3f}; critical at health < "
+        f"{calibration['critical_health']:.3f} or anomaly score >= "
+        f"{calibration['critical_anomaly']:.2f}. On the test runs (unseen seed):",
+        "",
+        "| thresholds | healthy windows | with a warning | faulty runs flagged "
+        "| median delay | longest delay |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for name in ("fixed", "calibrated"):
+        row = alarms[name]
+        rate = row["false_alarm_rate"]
+        lines.append(
+            f"| {name} | {row['healthy_windows']} | "
+            f"{'n/a' if rate is None else f'{rate:.1%}'} | "
+            f"{row['detected_runs']} of {row['faulty_runs']} | "
+            f"{_seconds(row['median_delay_s'])} | {_seconds(row['max_delay_s'])} |"
+        )
+    lines += [
+        "",
+        "A window is flagged when any component is `warning` or `critical`; the delay runs",
+        "from a run's first window with an active fault (labelled from its onset, when its",
+        "effect is still invisible) to its first flagged window.",
+        "",
+    ]
+    return lines
+
+
+def _seconds(value: float | None) -> str:
+    return "never" if value is None else f"{value:.0f} s"

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from training.calibration import DEFAULT_FALSE_ALARM
 from training.comparison import Comparison, compare_models, fit_baseline
 from training.data.runs import flatten
 from training.fit import ProgressCallback, TrainConfig, torch_threads
@@ -45,6 +46,7 @@ def train_and_compare(
     config: TrainConfig,
     model_config: ModelConfig | None = None,
     progress: ProgressCallback | None = None,
+    false_alarm: float = DEFAULT_FALSE_ALARM,
 ) -> TrainingRun:
     """Train the GNN on ``data``, fit the baseline on the same training windows, compare."""
     fitted = fit(
@@ -54,6 +56,7 @@ def train_and_compare(
         contract=data.contract,
         config=config,
         progress=progress,
+        false_alarm=false_alarm,
     )
     baseline = fit_baseline(data.train, seed=config.seed)
     with torch_threads(config.threads):

@@ -19,7 +19,8 @@ from typer.testing import CliRunner, Result
 
 from cli.demo import demo_app
 from cli.importing import import_runs
-from cli.train import evaluate, models_app, train
+from cli.models import models_app
+from cli.train import evaluate, train
 from service.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[3]

@@ -50,3 +50,14 @@ def test_a_build_ships_a_loadable_checkpoint_and_a_model_card_with_every_number(
     assert "| industrial_robot (trained on excavator) |" in text
     assert f"whole build {report['timings_s']['total']:.0f} s" in text
     assert any(line.startswith("wrote ") for line in lines)
+    # The statuses: calibrated on healthy validation windows (or said why not), measured on
+    # the test runs with both sets of thresholds, and in the card.
+    calibration = report["calibration"]
+    assert set(report["alarms"]) == {"fixed", "calibrated"}
+    assert "### Alarms" in text
+    if calibration["calibrated"]:
+        assert loaded.metadata.calibration == calibration
+        assert "| calibrated |" in text
+    else:
+        assert loaded.metadata.calibration == {}
+        assert f"Not calibrated: {calibration['reason']}." in text

@@ -7,7 +7,8 @@ import torch
 import typer
 from typer.testing import CliRunner, Result
 
-from cli.train import evaluate, models_app, train
+from cli.models import models_app
+from cli.train import evaluate, train
 from service.settings import Settings
 from worker.model import (
     CheckpointMetadata,
@@ -86,6 +87,27 @@ def test_train_writes_a_checkpoint_and_metrics_and_prints_validation_metrics(
     assert (out / "universal.metrics.json").is_file()
     assert "validation metrics" in result.stdout
     assert "cnc_machine" in result.stdout
+
+
+def test_the_training_schedule_and_class_weighting_are_options_recorded_in_the_checkpoint(
+    tmp_path: Path,
+) -> None:
+    import json
+
+    out = tmp_path / "out"
+    result = _invoke(
+        tmp_path, "train", "--system", "cnc_machine", "--generate", "40m", "--epochs", "1",
+        "--stride", "300", "--out", str(out), "--learning-rate", "0.0005", "--batch-size", "8",
+        "--patience", "3", "--faulty-weight", "2.5", "--false-alarm", "0.02",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((out / "universal.metrics.json").read_text("utf-8"))
+    config = metrics["training"]["config"]
+    assert (config["learning_rate"], config["batch_size"], config["patience"]) == (0.0005, 8, 3)
+    assert config["loss"]["faulty_weight"] == 2.5
+    # 40 minutes of validation hold too few healthy windows to calibrate: it says so.
+    assert metrics["calibration"]["calibrated"] is False
+    assert "statuses: fixed GNN_DIAGNOSIS__* thresholds" in result.stdout
 
 
 def test_evaluate_prints_metrics_of_a_checkpoint_on_generated_data(
