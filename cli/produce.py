@@ -89,6 +89,13 @@ def produce(
             run, window=window, stride=step, count=limit, prefix=prefix, system_id=system_id
         )
         total = limit if limit is not None else max(0, (run.steps - window) // step + 1)
+        if run.steps < window:
+            raise typer.BadParameter(
+                f"{file} has {run.steps} steps ({run.steps / run.sample_rate_hz:g} s at "
+                f"{run.sample_rate_hz:g} Hz), fewer than one --window of {window} steps: pass "
+                f"--window {run.steps} or fewer (the model's own window is in its checkpoint)",
+                param_hint="--window",
+            )
 
     from service.tracing import configure_tracing, shutdown_tracing
 

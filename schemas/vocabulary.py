@@ -23,8 +23,9 @@ SensorKind = Literal[
     "torque",
     "level",
     "other",
+    "acceleration",
 ]
-"""What a sensor measures."""
+"""What a sensor measures (append new kinds at the end: the order is the embedding's)."""
 
 ConnectionType = Literal[
     "hydraulic_line",
@@ -63,6 +64,7 @@ UNITS_BY_KIND: Final = MappingProxyType(
         "torque": ("N.m", "kN.m", "lbf.ft"),
         "level": ("%", "mm", "m", "l", "m3"),
         "other": (ANY_UNIT,),
+        "acceleration": ("m/s2", "mm/s2", "g"),
     }
 )
 """Accepted units per sensor kind (``other`` accepts any non-empty unit)."""

@@ -327,6 +327,7 @@ def test_vocabulary_order_is_the_stable_embedding_contract() -> None:
         "torque",
         "level",
         "other",
+        "acceleration",
     )
     assert CONNECTION_TYPES == (
         "hydraulic_line",
