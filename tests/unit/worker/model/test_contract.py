@@ -7,6 +7,7 @@ import sys
 
 import pytest
 
+from schemas.vocabulary import SENSOR_KINDS
 from service.errors import ConfigurationError
 from worker.model.contract import UNKNOWN_COMPONENT_TYPE, FeatureContract
 
@@ -16,7 +17,7 @@ def test_contract_survives_a_json_round_trip() -> None:
         window_steps=30,
         forecast_horizon=5,
         known_component_types=("hydraulic_pump",),
-        residual_scale=tuple(float(i + 1) for i in range(13)),
+        residual_scale=tuple(float(i + 1) for i in range(len(SENSOR_KINDS))),
     )
     assert FeatureContract.from_dict(json.loads(json.dumps(contract.to_dict()))) == contract
 

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from schemas.spec import SystemSpec
+from schemas.vocabulary import SENSOR_KINDS
 from service.errors import ConfigurationError
 from worker.model import (
     CheckpointError,
@@ -30,7 +31,7 @@ from worker.model import (
 from worker.model.loader import MAGIC, read_manifest
 
 HEADER = struct.Struct("<8sQ32s")
-CONTRACT = FeatureContract(residual_scale=tuple(0.1 + 0.05 * i for i in range(13)))
+CONTRACT = FeatureContract(residual_scale=tuple(0.1 + 0.05 * i for i in range(len(SENSOR_KINDS))))
 METADATA = CheckpointMetadata(
     name="universal",
     version="1.2.3",
