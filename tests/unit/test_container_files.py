@@ -14,6 +14,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tomllib
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -131,8 +132,13 @@ def test_dockerignore_keeps_local_state_out() -> None:
         if line.strip() and not line.startswith("#")
     }
     assert {".git", ".venv", ".gnn-data", ".env", "tests"} <= ignored
-    # What `pip wheel .` needs must stay in the context.
-    for needed in ("pyproject.toml", "README.md", "constraints.txt", "worker", "migrations"):
+    # What `pip wheel .` needs must stay in the context: every package the wheel ships.
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text("utf-8"))
+    packages = [p.rstrip("*") for p in config["tool"]["setuptools"]["packages"]["find"]["include"]]
+    assert {"schemas", "machines", "service", "producer", "worker", "training", "cli"} <= set(
+        packages
+    )
+    for needed in ("pyproject.toml", "README.md", "constraints.txt", *packages):
         assert needed not in ignored
 
 
