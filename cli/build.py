@@ -112,9 +112,7 @@ def calibrate_command(
 ) -> None:
     """Calibrate a checkpoint's status thresholds on the bundled build's validation data
     (its demo machines, validation seed) and save it again with them."""
-    from dataclasses import replace
-
-    from training.build_models import BuildPlan
+    from training.build_models import BuildPlan, calibration_windows
     from training.calibration import describe, recalibrate
     from worker.model.loader import load_checkpoint
 
@@ -124,8 +122,7 @@ def calibrate_command(
         loaded = load_checkpoint(checkpoint)
         systems = sorted(loaded.metadata.systems)
         console.print(f"generating validation data (seed {plan.data.val_seed}) for {systems}")
-        data = replace(plan.data, eval_stride_s=stride)
-        windows = data.windows(systems, "val", loaded.contract)
+        windows = calibration_windows(plan, systems, loaded.contract, stride)
         calibration = recalibrate(checkpoint, windows, false_alarm=false_alarm)
     console.print(describe(calibration))
 

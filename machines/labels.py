@@ -43,9 +43,7 @@ def component_labels(
         rul_hours: ``[T, C]`` float32.
     """
     steps, components = t_s.shape[0], len(spec.components)
-    health = np.ones((steps, components))
-    codes = np.zeros((steps, components), dtype=np.int16)
-    rul = np.full((steps, components), RUL_CAP_HOURS)
+    health, codes, rul = _healthy(steps, components)
     for fault in faults:
         column = spec.component_index[spec.fault_mode(fault.fault_id).component]
         fault_health = fault.health(t_s)
@@ -191,9 +189,7 @@ def recorded_labels(
         rul_hours: ``[T, C]`` float32.
     """
     steps, components = t_s.shape[0], len(spec.components)
-    health = np.ones((steps, components))
-    codes = np.zeros((steps, components), dtype=np.int16)
-    rul = np.full((steps, components), RUL_CAP_HOURS)
+    health, codes, rul = _healthy(steps, components)
     check_labels(spec, labels)
     failures = [label for label in labels if label.kind == "run_to_failure"]
     spans = [label for label in labels if label.kind != "run_to_failure"]
@@ -302,3 +298,14 @@ def check_labels(spec: SystemSpec, labels: Sequence[RecordedLabel]) -> None:
                 raise LabelError(
                     f"component {component!r} has overlapping label intervals", [first, second]
                 )
+
+
+def _healthy(
+    steps: int, components: int
+) -> tuple[NDArray[np.float64], NDArray[np.int16], NDArray[np.float64]]:
+    """Labels of a machine with nothing wrong: health 1, fault ``normal``, RUL at the cap."""
+    return (
+        np.ones((steps, components)),
+        np.zeros((steps, components), dtype=np.int16),
+        np.full((steps, components), RUL_CAP_HOURS),
+    )

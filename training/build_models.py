@@ -12,13 +12,13 @@ from __future__ import annotations
 import os
 import platform
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Final
 
 from machines import builtin_names
-from training.calibration import calibrate
+from training.data.demo import LabelledWindow
 from training.evaluate import evaluate_windows
 from training.fit import ProgressCallback, TrainConfig
 from training.metrics import finite_or_none
@@ -33,7 +33,7 @@ from training.pipeline import (
     training_record,
 )
 from training.universality import holdout_experiment
-from worker.model import ModelConfig
+from worker.model import FeatureContract, ModelConfig
 from worker.model.loader import CHECKPOINT_SUFFIX, library_versions, load_checkpoint
 
 BUNDLED_DIR: Final = Path("worker/model/bundled")
@@ -114,6 +114,7 @@ def build(
     tell(f"generating data for {', '.join(plan.systems)}")
     train_windows = plan.data.windows(plan.systems, "train", contract)
     val_windows = plan.data.windows(plan.systems, "val", contract)
+    calibration = calibration_windows(plan, plan.systems, contract)
     data_seconds = time.perf_counter() - started
 
     tell(f"training {plan.name} on {len(train_windows)} windows")
@@ -124,9 +125,8 @@ def build(
         contract=contract,
         config=plan.train,
         progress=progress,
+        calibrate_on=calibration,
     )
-    tell("calibrating the status thresholds on healthy validation windows")
-    fitted = replace(fitted, calibration=calibration_of(fitted, plan))
     tell(f"evaluating on unseen seed {plan.data.test_seed}")
     evaluated = time.perf_counter()
     test_windows = plan.data.windows(plan.systems, "test", fitted.result.contract)
@@ -228,12 +228,15 @@ def build(
     return report
 
 
-def calibration_of(fitted: Fitted, plan: BuildPlan) -> dict[str, Any]:
-    """Status thresholds from the validation split cut every ``CALIBRATION_STRIDE_S``: the
-    thresholds are quantiles, and denser windows give more healthy ones to take them from."""
-    data = replace(plan.data, eval_stride_s=CALIBRATION_STRIDE_S)
-    windows = data.windows(plan.systems, "val", fitted.result.contract)
-    return calibrate(fitted.result.model, windows)
+def calibration_windows(
+    plan: BuildPlan,
+    systems: Sequence[str],
+    contract: FeatureContract,
+    stride_s: float = CALIBRATION_STRIDE_S,
+) -> list[LabelledWindow]:
+    """The validation split cut every ``stride_s``, for the status thresholds: they are
+    quantiles, and denser windows give more healthy ones to take them from."""
+    return replace(plan.data, eval_stride_s=stride_s).windows(systems, "val", contract)
 
 
 def alarms_of(fitted: Fitted, plan: BuildPlan) -> dict[str, Any]:

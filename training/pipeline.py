@@ -114,9 +114,11 @@ def fit(
     config: TrainConfig,
     progress: ProgressCallback | None = None,
     false_alarm: float = DEFAULT_FALSE_ALARM,
+    calibrate_on: Sequence[LabelledWindow] | None = None,
 ) -> Fitted:
     """Train, then evaluate the kept weights on the validation windows and calibrate the
-    status thresholds on its healthy ones."""
+    status thresholds on the healthy ones of ``calibrate_on`` (default: the validation
+    windows)."""
     result = train_model(
         train_windows,
         val_windows,
@@ -126,7 +128,11 @@ def fit(
         progress=progress,
     )
     with torch_threads(config.threads):
-        calibration = calibrate(result.model, val_windows, false_alarm=false_alarm)
+        calibration = calibrate(
+            result.model,
+            val_windows if calibrate_on is None else calibrate_on,
+            false_alarm=false_alarm,
+        )
     return Fitted(result, evaluate_windows(result.model, val_windows), calibration)
 
 
