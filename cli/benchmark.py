@@ -218,3 +218,4 @@ def _root_settings(ctx: typer.Context) -> Settings:
 benchmark_app.command("cmapss")(benchmark_data.cmapss)
 benchmark_app.command("skab")(benchmark_data.skab)
 benchmark_app.command("hydraulic")(benchmark_data.hydraulic)
+benchmark_app.command("adapt")(benchmark_data.adapt)

@@ -276,3 +276,28 @@ def hydraulic(
     )
     typer.echo(f"plot {plot}")
     typer.echo(f"wrote {out}")
+
+
+def adapt(
+    dataset: Annotated[str, typer.Argument(help="Data set: hydraulic.")],
+    data_dir: Annotated[Path, typer.Option(help="The data set's directory.")],
+    out: Annotated[Path, typer.Option(help="Folder for the spec, recordings and labels.")],
+    seed: Annotated[int, typer.Option(help="Seed of the held-out test fold.")] = 0,
+) -> None:
+    """Write a real data set as a user's machine (spec, recordings, labels table), for the
+    product path: import, train and evaluate then run as for any machine (docs/benchmarks.md)."""
+    require_extra("benchmark adapt")
+    from training.benchmarks.hydraulic.adapter import adapt_hydraulic
+    from training.benchmarks.hydraulic.dataset import load_hydraulic
+
+    if dataset != "hydraulic":
+        raise typer.BadParameter(f"unknown data set {dataset!r}: hydraulic", param_hint="DATASET")
+    try:
+        files = adapt_hydraulic(load_hydraulic(data_dir), out, seed=seed)
+    except (OSError, ValueError) as exc:
+        raise typer.BadParameter(str(exc), param_hint="--data-dir") from None
+    console = Console()
+    console.print(
+        f"wrote {files.spec}, {files.labels}, {files.train} ({files.train_runs} runs) and "
+        f"{files.test} ({files.test_runs} runs, one grouped fold of seed {seed})"
+    )

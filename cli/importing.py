@@ -36,6 +36,9 @@ class RunFileFormat(enum.StrEnum):
     CSV = "csv"
 
 
+_NAMED = 12  # runs named on one line; the import report lists every one
+
+
 def _fail(message: str, code: int = 1) -> NoReturn:
     typer.echo(f"error: {' '.join(message.split())}", err=True)
     raise typer.Exit(code)
@@ -182,9 +185,14 @@ def print_report(report: ImportReport, console: Console) -> None:
         for line in _details(run):
             console.print(f"{run.run}: {line}", markup=False)
     if report.unused_label_runs:
+        unused = report.unused_label_runs
+        more = (
+            f" and {len(unused) - _NAMED} more (all in the report)" if len(unused) > _NAMED else ""
+        )
         console.print(
-            "labels table names runs not imported (ignored): "
-            + ", ".join(report.unused_label_runs),
+            f"labels table names {len(unused)} run(s) not imported (ignored): "
+            + ", ".join(unused[:_NAMED])
+            + more,
             markup=False,
         )
     console.print(

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -41,8 +41,32 @@ SystemsOption = Annotated[
 ]
 DataOption = Annotated[
     list[Path] | None,
-    typer.Option("--data", help="Run file (.parquet or .csv, docs/data-format.md); repeatable."),
+    typer.Option(
+        "--data",
+        help="Run file (.parquet or .csv, docs/data-format.md), or a folder of them; repeatable.",
+    ),
 ]
+
+
+def run_files(paths: Sequence[Path] | None) -> list[Path]:
+    """``--data`` paths with each folder replaced by its run files (``*.parquet``,
+    ``*.csv``), in name order.
+
+    Raises:
+        typer.BadParameter: A folder without run files.
+    """
+    files: list[Path] = []
+    for path in paths or []:
+        if not path.is_dir():
+            files.append(path)
+            continue
+        found = sorted(p for p in path.iterdir() if p.suffix in (".parquet", ".csv"))
+        if not found:
+            raise typer.BadParameter(
+                f"{path} holds no .parquet or .csv run file", param_hint="--data"
+            )
+        files += found
+    return files
 
 
 def finite_or_none(metrics: Mapping[str, Any]) -> dict[str, Any]:
@@ -140,12 +164,28 @@ def print_comparison(console: Console, title: str, comparison: Comparison) -> No
         cells = [_cell(values, key, fmt) for key, _, fmt in _COMPARED]
         table.add_row(label, windows, *cells)
     console.print(table)
+    if comparison.by_component:
+        console.print(component_table(comparison))
     say(console, comparison.baseline_note)
     for key, header, _ in _COMPARED:
         if key in undefined:
             say(console, f"{header}: undefined, {undefined[key]}")
     for warning in comparison.warnings:
         say(console, f"WARNING: {warning}")
+
+
+def component_table(comparison: Comparison) -> Table:
+    """Per component: the share of windows whose fault label is right, GNN and baseline."""
+    table = Table(title="fault label right, per component")
+    table.add_column("component", no_wrap=True)
+    table.add_column("GNN", justify="right")
+    table.add_column("baseline", justify="right")
+    for row in comparison.by_component:
+        other = row["baseline"]
+        table.add_row(
+            row["component"], f"{row['gnn']:.3f}", "-" if other is None else f"{other:.3f}"
+        )
+    return table
 
 
 def run_table(comparison: Comparison) -> Table:
@@ -215,7 +255,17 @@ def train(
     seed: Annotated[
         int, typer.Option(help="Seed of data, validation runs, initialisation, shuffling.")
     ] = 0,
-    epochs: Annotated[int, typer.Option(min=1, help="Most epochs.")] = 20,
+    recipe: Annotated[
+        str | None,
+        typer.Option(
+            help="Architecture and schedule: 'machine' (a model of one machine, the default "
+            "with run files only) or 'universal' (the default when demo data is generated); "
+            "docs/models.md."
+        ),
+    ] = None,
+    epochs: Annotated[
+        int | None, typer.Option(min=1, help="Most epochs (default: the recipe's, 60 or 20).")
+    ] = None,
     name: Annotated[str, typer.Option(help="Model name.")] = "universal",
     version: Annotated[str | None, typer.Option(help="Model version (default: UTC time).")] = None,
     stride: StrideOption = None,
@@ -245,20 +295,33 @@ def train(
         float | None, typer.Option(min=1.0, help="Stop after the epoch passing this many seconds.")
     ] = None,
     learning_rate: Annotated[
-        float, typer.Option(min=1e-6, max=1.0, help="AdamW learning rate (cosine-decayed).")
-    ] = 2e-3,
-    batch_size: Annotated[int, typer.Option(min=1, help="Windows per optimiser step.")] = 32,
+        float | None,
+        typer.Option(
+            min=1e-6,
+            max=1.0,
+            help="AdamW learning rate, cosine-decayed (default: the recipe's, 0.01 or 0.002).",
+        ),
+    ] = None,
+    batch_size: Annotated[
+        int | None,
+        typer.Option(min=1, help="Windows per optimiser step (default: the recipe's, 64 or 32)."),
+    ] = None,
     patience: Annotated[
-        int, typer.Option(min=1, help="Epochs without a better validation loss before stopping.")
-    ] = 5,
+        int | None,
+        typer.Option(
+            min=1,
+            help="Epochs without a better validation loss before stopping (default: the "
+            "recipe's, 15 or 5).",
+        ),
+    ] = None,
     faulty_weight: Annotated[
-        float,
+        float | None,
         typer.Option(
             min=1.0,
             help="Weight of components with an active fault in the fault and remaining-life "
-            "terms (class weighting: most windows are healthy).",
+            "terms (class weighting: most windows are healthy; default 4).",
         ),
-    ] = 4.0,
+    ] = None,
     false_alarm: Annotated[
         float,
         typer.Option(
@@ -276,19 +339,22 @@ def train(
     require_extra("train")
     from machines import read_run
     from training.calibration import describe as describe_calibration
-    from training.fit import TrainConfig
-    from training.objective import LossConfig
     from training.pipeline import package
+    from training.recipes import RECIPES, default_recipe, schedule
     from training.train_data import DataRequest, prepare
     from training.train_run import train_and_compare
     from worker.model.loader import CHECKPOINT_SUFFIX
     from worker.model.registry import check_name, check_version
 
     console = Console()
+    data = run_files(data)
     if not system and not data:
         _fail("give at least one --system or --data", 2)
     if val_runs is not None and val_fraction is not None:
         _fail("give --val-runs or --val-fraction, not both", 2)
+    if recipe is not None and recipe not in RECIPES:
+        _fail(f"--recipe must be one of {', '.join(RECIPES)}, got {recipe!r}", 2)
+    chosen = RECIPES[recipe] if recipe else default_recipe(generated=bool(system))
     with errors_as_lines():
         check_name(name)
         tag = check_version(version or datetime.now(UTC).strftime("%Y%m%d.%H%M%S"))
@@ -302,19 +368,22 @@ def train(
             stride_steps=stride,
             val_runs=val_runs,
             val_fraction=val_fraction,
+            max_horizon=chosen.max_horizon,
         )
         prepared = prepare(request)
+        say(console, f"recipe: {chosen.name}" + ("" if recipe else " (the default for this data)"))
         for note in prepared.notes:
             say(console, note)
-        config = TrainConfig(
-            epochs=epochs, seed=seed, threads=threads, max_seconds=time_budget,
+        config = schedule(
+            chosen, epochs=epochs, seed=seed, threads=threads, max_seconds=time_budget,
             learning_rate=learning_rate, batch_size=batch_size, patience=patience,
-            loss=LossConfig(faulty_weight=faulty_weight),
+            faulty_weight=faulty_weight,
         )  # fmt: skip
         with progress_bar(console) as progress:
             run = train_and_compare(
-                prepared, config=config, progress=progress, false_alarm=false_alarm
-            )
+                prepared, config=config, model_config=chosen.model, progress=progress,
+                false_alarm=false_alarm, recipe=chosen.name,
+            )  # fmt: skip
         path = out / f"{name}{CHECKPOINT_SUFFIX}"
         sha256 = package(
             run.fitted, path, name=name, version=tag, specs=prepared.specs,
@@ -345,8 +414,8 @@ def evaluate(
         list[Path] | None,
         typer.Option(
             "--baseline-from",
-            help="Run file to fit the baseline on (default: the checkpoint's recorded "
-            "training files, when they still exist); repeatable.",
+            help="Run file, or folder of them, to fit the baseline on (default: the "
+            "checkpoint's recorded training files, when they still exist); repeatable.",
         ),
     ] = None,
     strict: StrictOption = False,
@@ -366,6 +435,7 @@ def evaluate(
     from worker.model.loader import load_checkpoint
 
     console = Console()
+    data, baseline_from = run_files(data), run_files(baseline_from) or None
     with errors_as_lines():
         loaded = load_checkpoint(checkpoint)
         contract = loaded.contract

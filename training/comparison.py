@@ -19,6 +19,7 @@ from training.data.demo import LabelledWindow
 from training.data.runs import RunWindows, flatten
 from training.evaluate import (
     WindowPredictions,
+    component_accuracy,
     gnn_window_predictions,
     undefined_reasons,
     window_metrics,
@@ -48,6 +49,9 @@ class Comparison:
         baseline: The baseline's (None when no baseline was fitted).
         per_run: One row per run: ``run``, ``system``, ``windows``, ``conditions``, ``gnn``,
             ``baseline``.
+        by_component: One row per component with a known label: ``component``, ``gnn``
+            and ``baseline`` (the share of windows whose fault label is right; the baseline's
+            None when there is none).
         undefined: Metric -> why it is undefined for these windows.
         warnings: Plain-words warnings (empty when the GNN holds up).
         baseline_note: What the baseline was fitted on, or why there is none.
@@ -56,6 +60,7 @@ class Comparison:
     gnn: Mapping[str, Any]
     baseline: Mapping[str, Any] | None
     per_run: tuple[Mapping[str, Any], ...]
+    by_component: tuple[Mapping[str, Any], ...]
     undefined: Mapping[str, str]
     warnings: tuple[str, ...]
     baseline_note: str
@@ -72,6 +77,7 @@ class Comparison:
                 "margin": MARGIN,
                 "flat_std": FLAT_STD,
                 "per_run": [dict(row) for row in self.per_run],
+                "by_component": [dict(row) for row in self.by_component],
             }
         )
 
@@ -129,10 +135,22 @@ def compare(
                 "baseline": None if baseline is None else window_metrics(baseline.subset(keep)),
             }
         )
+    ours = component_accuracy(gnn)
+    theirs = {} if baseline is None else component_accuracy(baseline)
+    by_component = tuple(
+        {"component": name, "gnn": value, "baseline": theirs.get(name)}
+        for name, value in ours.items()
+    )
     undefined = undefined_reasons(gnn, where)
     warnings = honesty_warnings(gnn_metrics, base_metrics, undefined, where=where)
     return Comparison(
-        gnn_metrics, base_metrics, tuple(rows), undefined, tuple(warnings), baseline_note
+        gnn_metrics,
+        base_metrics,
+        tuple(rows),
+        by_component,
+        undefined,
+        tuple(warnings),
+        baseline_note,
     )
 
 
@@ -159,13 +177,18 @@ def honesty_warnings(
                     "training windows does at least as well, so these figures show no learning "
                     "beyond it"
                 )
+    # With one kind of window only (every one faulty, say), a flat fault probability is
+    # the right answer, not a sign of a model that learned nothing.
+    both_kinds = "window_anomaly_auroc" not in undefined
     flat = [
         (key, words)
         for key, words in (
             ("fault_score_std", "fault probability"),
             ("anomaly_score_std", "anomaly score"),
         )
-        if _finite(gnn.get(key)) and gnn[key] < FLAT_STD
+        if _finite(gnn.get(key))
+        and gnn[key] < FLAT_STD
+        and (both_kinds or key != "fault_score_std")
     ]
     for key, words in flat:
         out.append(

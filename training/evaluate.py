@@ -252,6 +252,7 @@ class WindowPredictions:
             model without one).
         component_window: Window index of each component row.
         component_system: Machine of each component row.
+        component_id: Component id of each component row.
         label_true, label_pred: Fault label of each component row (``normal`` or a fault id).
 
     Shapes:
@@ -266,6 +267,7 @@ class WindowPredictions:
     anomaly_score: _FLOAT
     component_window: npt.NDArray[np.int64]
     component_system: npt.NDArray[np.str_]
+    component_id: npt.NDArray[np.str_]
     label_true: npt.NDArray[np.str_]
     label_pred: npt.NDArray[np.str_]
 
@@ -282,6 +284,7 @@ class WindowPredictions:
             anomaly_score=self.anomaly_score[keep],
             component_window=renumber[self.component_window[rows]],
             component_system=self.component_system[rows],
+            component_id=self.component_id[rows],
             label_true=self.label_true[rows],
             label_pred=self.label_pred[rows],
         )
@@ -351,6 +354,9 @@ def _assemble(
         anomaly_score=anomaly_score,
         component_window=np.repeat(np.arange(len(windows)), counts),
         component_system=np.repeat(np.asarray([w.system for w in windows]), counts),
+        component_id=np.concatenate(
+            [np.asarray(w.sample.graph.component_ids, dtype=str) for w in windows]
+        ),
         label_true=np.concatenate(truth),
         label_pred=np.concatenate(predicted),
     )
@@ -407,6 +413,20 @@ def window_metrics(p: WindowPredictions) -> dict[str, float | int]:
         if np.isfinite(p.anomaly_score).any()
         else math.nan,
     }
+
+
+def component_accuracy(p: WindowPredictions) -> dict[str, float]:
+    """Share of windows whose fault label is right, per component with a known label
+    (``machine:component`` when several machines are evaluated), in first-seen order."""
+    qualified = (
+        p.component_id
+        if np.unique(p.component_system).size <= 1
+        else _qualified(p.component_system, p.component_id)
+    )
+    known = p.label_true != UNKNOWN
+    right = p.label_true == p.label_pred
+    names = list(dict.fromkeys(qualified[known].tolist()))
+    return {name: float(right[known & (qualified == name)].mean()) for name in names}
 
 
 def _run_accuracy(p: WindowPredictions) -> tuple[int, int]:

@@ -87,11 +87,14 @@ class Validation(Generic[M]):
             in eval mode: every epoch starts with ``model.train()``).
         key: The term that selects.
         direction: ``min`` when lower is better (a loss), ``max`` when higher is.
+        keep_best: Keep the best epoch's weights; when False the scores are only recorded
+            and the last epoch's weights are kept (patience does not apply).
     """
 
     score: Callable[[M], Mapping[str, float]]
     key: str
     direction: Literal["min", "max"] = "min"
+    keep_best: bool = True
 
     @property
     def worst(self) -> float:
@@ -211,7 +214,8 @@ def fit(
         optimiser, T_max=config.epochs * steps, eta_min=config.learning_rate / 10
     )
     history: list[EpochRecord] = []
-    best_state = None if validation is None else copy.deepcopy(net.state_dict())
+    selecting = validation is not None and validation.keep_best
+    best_state = copy.deepcopy(net.state_dict()) if selecting else None
     best_epoch, stop_reason = 0, "epochs"
     best = math.nan if validation is None else validation.worst
     for epoch in range(1, config.epochs + 1):
@@ -222,16 +226,11 @@ def fit(
             value = loss(net, batch)
             running += _optimiser_step(net, value, optimiser, schedule, config.grad_clip)
             report(TrainProgress(epoch, config.epochs, step, steps, running / step))
-        terms: dict[str, float] = {}
-        score = None
-        if validation is None:
-            best_epoch = epoch
-        else:
-            terms = dict(validation.score(net))
-            score = terms[validation.key]
-            if validation.improves(score, best):
-                best_epoch, best = epoch, score
-                best_state = copy.deepcopy(net.state_dict())
+        terms = {} if validation is None else dict(validation.score(net))
+        score = None if validation is None else terms[validation.key]
+        if score is None or not selecting or validation.improves(score, best):  # type: ignore[union-attr]
+            best_epoch, best = epoch, math.nan if score is None else score
+            best_state = copy.deepcopy(net.state_dict()) if selecting else None
         train_loss = running / steps
         seconds = time.perf_counter() - epoch_started
         history.append(EpochRecord(epoch, train_loss, score, terms, seconds))
@@ -307,6 +306,13 @@ class TrainConfig:
             inputs (when ``level_corruption`` > 0); the other steps train every head on
             unshifted windows.
         max_seconds: Stop after the epoch that passes this wall-clock budget.
+        select_on: The validation score that selects the kept epoch and stops early:
+            ``selection`` (the validation loss), ``fault_selection`` (the share of
+            components labelled wrong, the loss breaking ties; see
+            :func:`training.objective.validation_loss`), or ``last``: the last epoch's
+            weights, validation only recorded (no early stopping).
+        min_steps: Least optimiser steps: with few training windows, more epochs than
+            ``epochs`` so that training takes at least this many steps (0: ``epochs``).
     """
 
     epochs: int = 30
@@ -322,6 +328,8 @@ class TrainConfig:
     level_corruption: float = 0.2
     corrupted_fraction: float = 0.5
     max_seconds: float | None = None
+    select_on: Literal["selection", "fault_selection", "last"] = "selection"
+    min_steps: int = 0
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or self.patience < 1 or self.threads < 1:
@@ -412,13 +420,15 @@ def train_model(
         return terms["total"]
 
     unscaled = replace(contract, residual_scale=None)
+    steps_per_epoch = math.ceil(len(train_windows) / config.batch_size)
+    epochs = max(config.epochs, math.ceil(config.min_steps / steps_per_epoch))
     with torch_threads(config.threads):
         result = fit(
             lambda: UniversalTemporalGNN(model_config, unscaled),
             ShuffledBatches(len(train_windows), config.batch_size, make, rng),
             step_loss,
             FitConfig(
-                epochs=config.epochs,
+                epochs=epochs,
                 learning_rate=config.learning_rate,
                 weight_decay=config.weight_decay,
                 seed=config.seed,
@@ -430,7 +440,8 @@ def train_model(
                 lambda model: validation_loss(
                     model, val_windows, config.loss, batch_size=config.batch_size * 2
                 ),
-                key="selection",
+                key="selection" if config.select_on == "last" else config.select_on,
+                keep_best=config.select_on != "last",
             ),
             progress=progress,
         )

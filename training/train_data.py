@@ -29,7 +29,7 @@ from training.data.runs import (
 from training.errors import TrainingDataError
 from training.pipeline import DataPlan, contract_for
 from training.validation_split import ValidationSplit, split_runs
-from training.window_contract import WindowChoice, choose_window
+from training.window_contract import DEFAULT_HORIZON, WindowChoice, choose_window
 from worker.model import FeatureContract, SpecGraphCache
 
 
@@ -48,6 +48,7 @@ class DataRequest:
             files, :attr:`DataPlan.stride_s` worth for generated runs).
         val_runs: Run files to hold out (None: ``val_fraction`` of them).
         val_fraction: Share of run files to hold out (None: the default).
+        max_horizon: Most forecast steps of the window (the training recipe's).
     """
 
     systems: tuple[str, ...] = ()
@@ -59,6 +60,7 @@ class DataRequest:
     stride_steps: int | None = None
     val_runs: int | None = None
     val_fraction: float | None = None
+    max_horizon: int = DEFAULT_HORIZON
 
 
 @dataclass(frozen=True, eq=False)
@@ -103,7 +105,13 @@ def prepare(request: DataRequest) -> TrainingData:
     names = run_names([path for path, _ in request.files])
     named = [(name, run) for name, (_, run) in zip(names, request.files, strict=True)]
     specs = _specs(request.systems, [run for _, run in request.files])
-    window = choose_window(named, specs, window_steps=request.window_steps, rate_hz=request.rate_hz)
+    window = choose_window(
+        named,
+        specs,
+        window_steps=request.window_steps,
+        rate_hz=request.rate_hz,
+        max_horizon=request.max_horizon,
+    )
     contract = contract_for(specs, **window.overrides())
     notes = [window.describe(), *window.reasons]
     cache = SpecGraphCache(contract)

@@ -47,8 +47,11 @@ def train_and_compare(
     model_config: ModelConfig | None = None,
     progress: ProgressCallback | None = None,
     false_alarm: float = DEFAULT_FALSE_ALARM,
+    recipe: str | None = None,
 ) -> TrainingRun:
-    """Train the GNN on ``data``, fit the baseline on the same training windows, compare."""
+    """Train the GNN on ``data``, fit the baseline on the same training windows, compare.
+
+    ``recipe`` (:mod:`training.recipes`) is recorded with the training record."""
     fitted = fit(
         flatten(data.train),
         flatten(data.val),
@@ -72,4 +75,6 @@ def train_and_compare(
     record = training_record(
         fitted, config, data.description, data.train_windows, comparison=comparison.to_dict()
     )
+    if recipe is not None:
+        record["recipe"] = recipe
     return TrainingRun(fitted, comparison, record)

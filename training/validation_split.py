@@ -92,12 +92,18 @@ def split_runs(
     chosen = _choose(runs, count, seed)
     val = tuple(run for index, run in enumerate(runs) if index in chosen)
     train = tuple(run for index, run in enumerate(runs) if index not in chosen)
-    names = ", ".join(run.name for run in val)
+    shown = [run.name for run in val[:_NAMED]]
+    names = ", ".join(shown) + (
+        f" and {len(val) - len(shown)} more" if len(val) > len(shown) else ""
+    )
     note = (
         f"validation: {len(val)} of {len(runs)} runs held out whole (seed {seed}): {names}; "
         "no window of them is trained on"
     )
     return ValidationSplit(train, val, "runs", note)
+
+
+_NAMED = 12  # held-out runs named in the note; the checkpoint's record lists them all
 
 
 def _choose(runs: Sequence[RunWindows], count: int, seed: int) -> set[int]:

@@ -31,10 +31,10 @@ GENERATED_RATE_HZ: Final = 1.0
 """Rate of generated demo runs."""
 
 
-def horizon_for(window_steps: int) -> int:
-    """Forecast horizon of a window: a sixth of it, between 1 and :data:`DEFAULT_HORIZON`
-    (10 steps for 60), so that at least two steps always remain for the encoder."""
-    return max(1, min(DEFAULT_HORIZON, window_steps // 6))
+def horizon_for(window_steps: int, most: int = DEFAULT_HORIZON) -> int:
+    """Forecast horizon of a window: a sixth of it, between 1 and ``most`` (10 steps for 60
+    by default), so that at least two steps always remain for the encoder."""
+    return max(1, min(most, window_steps // 6))
 
 
 @dataclass(frozen=True)
@@ -80,6 +80,7 @@ def choose_window(
     *,
     window_steps: int | None = None,
     rate_hz: float | None = None,
+    max_horizon: int = DEFAULT_HORIZON,
 ) -> WindowChoice:
     """The model's window for training on ``runs`` (and generated data of ``specs``).
 
@@ -88,6 +89,7 @@ def choose_window(
         specs: Every machine trained on.
         window_steps: ``--window-steps`` (None: from the data).
         rate_hz: ``--rate`` (None: from the data).
+        max_horizon: Most forecast steps (the training recipe's).
 
     Returns:
         The window, with the reasons for each default taken.
@@ -112,7 +114,7 @@ def choose_window(
         steps = window_steps
     else:
         steps = _default_steps(runs, rate, reasons)
-    return WindowChoice(steps, rate, horizon_for(steps), tuple(reasons))
+    return WindowChoice(steps, rate, horizon_for(steps, max_horizon), tuple(reasons))
 
 
 def _default_rate(

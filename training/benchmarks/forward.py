@@ -120,7 +120,9 @@ def run(batches: Sequence[int], seconds: float, threads: int) -> dict[str, Any]:
     torch.manual_seed(0)
     spec = bench_spec()
     contract = FeatureContract()
-    config = ModelConfig(window_stats=False)  # the bundled model's architecture
+    config = ModelConfig(
+        window_stats=False, identity_buckets=0, component_messages=False
+    )  # the bundled model's architecture
     graph = SpecGraph.build(spec, contract)
     model = UniversalTemporalGNN(config, contract).eval()
     buffer = io.BytesIO()

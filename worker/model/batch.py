@@ -77,6 +77,9 @@ class GraphBatch:
         fault_component: Global component index of each fault mode.
         fault_rank: 1-based position of each fault among its component's candidates.
         fault_sensor: Pairs (global fault index, global node index).
+        sensor_key: Identity key of each node's sensor (:attr:`SpecGraph.sensor_key`).
+        fault_key: Identity key of each fault mode (:attr:`SpecGraph.fault_key`).
+        component_edges: Global source and target component of each connection pair.
         graphs: The static graph of each snapshot, in batch order.
         node_counts: Nodes per graph.
         component_counts: Components per graph.
@@ -88,6 +91,8 @@ class GraphBatch:
         edge_index: ``[2, E]`` int64; edge_attr: ``[E, D_e]`` float32.
         component_bucket, component_graph: ``[C]`` int64.
         fault_component, fault_rank: ``[F]`` int64; fault_sensor: ``[2, P]`` int64.
+        sensor_key: ``[N]`` int64; fault_key: ``[F]`` int64; component_edges: ``[2, K]``
+            int64.
         node_counts, component_counts, fault_counts: ``num_graphs`` ints.
     """
 
@@ -104,6 +109,9 @@ class GraphBatch:
     fault_component: Tensor
     fault_rank: Tensor
     fault_sensor: Tensor
+    sensor_key: Tensor
+    fault_key: Tensor
+    component_edges: Tensor
     graphs: tuple[SpecGraph, ...]
     node_counts: tuple[int, ...]
     component_counts: tuple[int, ...]
@@ -182,6 +190,7 @@ def collate(samples: Sequence[GraphSample]) -> GraphBatch:
     faults = np.array([g.num_faults for g in graphs], dtype=np.int64)
     edges = np.array([g.num_edges for g in graphs], dtype=np.int64)
     pairs = np.array([g.fault_sensor.shape[1] for g in graphs], dtype=np.int64)
+    links = np.array([g.component_edges.shape[1] for g in graphs], dtype=np.int64)
     node_offset = _offsets(nodes)
     component_offset = _offsets(components)
     fault_offset = _offsets(faults)
@@ -205,6 +214,9 @@ def collate(samples: Sequence[GraphSample]) -> GraphBatch:
         "fault_component": cat("fault_component") + np.repeat(component_offset, faults),
         "fault_rank": cat("fault_rank"),
         "fault_sensor": cat("fault_sensor", axis=1) + fault_shift,
+        "sensor_key": cat("sensor_key"),
+        "fault_key": cat("fault_key"),
+        "component_edges": cat("component_edges", axis=1) + np.repeat(component_offset, links),
     }
     tensors = {name: torch.from_numpy(np.ascontiguousarray(a)) for name, a in arrays.items()}
     return GraphBatch(

@@ -60,6 +60,19 @@ class ModelConfig:
             to the sensor embedding before message passing. On for new models; a
             checkpoint saved without this key was built without the branch and loads with
             it off (see :meth:`from_dict`).
+        identity_buckets: Buckets of the learned identity embeddings of sensors and fault
+            modes (their :attr:`~worker.model.spec_graph.SpecGraph.sensor_key` and
+            ``fault_key`` modulo this), 0 for none. Without them, sensors of one kind on one
+            component are interchangeable to the model and fault modes that list the same
+            affected sensors always score alike; with them, each trained sensor and fault
+            learns its own offset. The embeddings start at zero and an identity no training
+            sample carried stays zero, so a spec the model never saw is read as without them.
+            Configs saved before this key load with 0 (see :meth:`from_dict`).
+        component_messages: After sensors are pooled into components, each component adds
+            a message from the components its connections join (the mean of their vectors
+            through an MLP), so that a component without sensors of its own (a valve
+            between two pressure sensors' components) is read from its neighbours instead
+            of from its type alone. Configs saved before this key load with it off.
     """
 
     hidden: int = 64
@@ -73,6 +86,8 @@ class ModelConfig:
     temporal_segments: int = 4
     rul_unit_hours: float = 100.0
     window_stats: bool = True
+    identity_buckets: int = 512
+    component_messages: bool = True
 
     def __post_init__(self) -> None:
         problems: list[str] = []
@@ -94,9 +109,12 @@ class ModelConfig:
             )
         if self.temporal_segments < 1:
             problems.append(f"temporal_segments must be >= 1, got {self.temporal_segments}")
-        flag: object = self.window_stats  # JSON may hold anything here
-        if not isinstance(flag, bool):
-            problems.append(f"window_stats must be true or false, got {self.window_stats!r}")
+        for name in ("window_stats", "component_messages"):
+            flag: object = getattr(self, name)  # JSON may hold anything here
+            if not isinstance(flag, bool):
+                problems.append(f"{name} must be true or false, got {flag!r}")
+        if self.identity_buckets < 0:
+            problems.append(f"identity_buckets must be >= 0, got {self.identity_buckets}")
         if not self.rul_unit_hours > 0:
             problems.append(f"rul_unit_hours must be > 0, got {self.rul_unit_hours}")
         if problems:
@@ -121,6 +139,8 @@ class ModelConfig:
         }
         # Configs saved before the statistics branch existed describe models without it.
         values.setdefault("window_stats", False)
+        values.setdefault("identity_buckets", 0)
+        values.setdefault("component_messages", False)
         try:
             return cls(**values)
         except TypeError as exc:
@@ -129,6 +149,29 @@ class ModelConfig:
 
 def _mlp(in_features: int, hidden: int, out_features: int) -> nn.Sequential:
     return nn.Sequential(nn.Linear(in_features, hidden), nn.SiLU(), nn.Linear(hidden, out_features))
+
+
+def neighbour_mean(component: Tensor, batch: GraphBatch) -> Tensor:
+    """Mean vector of each component's connected neighbours (0 for none).
+
+    Shapes:
+        component: ``[C, hidden]``; returned: ``[C, hidden]``.
+    """
+    source, target = batch.component_edges[0], batch.component_edges[1]
+    ones = torch.ones_like(target, dtype=component.dtype)
+    count = torch.zeros(component.shape[0], dtype=component.dtype, device=component.device)
+    count = count.index_add(0, target, ones).clamp_min(1.0)
+    total = torch.zeros_like(component).index_add(0, target, component[source])
+    return total / count[:, None]
+
+
+def _identity(buckets: int, width: int) -> nn.Embedding | None:
+    """A zero-initialised embedding of identity keys (``None`` for 0 buckets)."""
+    if not buckets:
+        return None
+    embedding = nn.Embedding(buckets, width)
+    nn.init.zeros_(embedding.weight)
+    return embedding
 
 
 class UniversalTemporalGNN(nn.Module):
@@ -180,9 +223,12 @@ class UniversalTemporalGNN(nn.Module):
         self.fault_head = _mlp(3 * width + 2, width, 1)
         self.rul_head = _mlp(2 * width, width, 2)
         self.machine_head = nn.Linear(width, 1)
+        self.component_message = _mlp(width, width, width) if config.component_messages else None
         # Built last, so that under one seed every other weight starts the same with or
         # without it (a like-for-like comparison of the two).
         self.statistics = StatisticsEncoder(width) if config.window_stats else None
+        self.sensor_identity = _identity(config.identity_buckets, width)
+        self.fault_identity = _identity(config.identity_buckets, width)
         # Derived from the contract (saved with the checkpoint), so not part of state_dict.
         self.register_buffer(
             "residual_scale",
@@ -221,9 +267,10 @@ class UniversalTemporalGNN(nn.Module):
         if self.statistics is not None:
             # Of the first T - H steps too: the forecast must not read the steps it predicts.
             h = h + self.statistics(x_seen, mask_seen)
-        h = self.input_norm(
-            h + self.kind_embedding(batch.sensor_kind) + self.type_embedding(batch.component_type)
-        )
+        h = h + self.kind_embedding(batch.sensor_kind) + self.type_embedding(batch.component_type)
+        if self.sensor_identity is not None:
+            h = h + self.sensor_identity(batch.sensor_key % self.config.identity_buckets)
+        h = self.input_norm(h)
         for conv, norm in zip(self.convs, self.conv_norms, strict=True):
             update = conv(h, batch.edge_index, batch.edge_attr)
             h = norm(h + self.dropout(F.silu(update)))
@@ -235,7 +282,10 @@ class UniversalTemporalGNN(nn.Module):
         component, sensor_attention = self.sensor_pool(
             h, batch.node_component, num_components, bias=torch.log(observed)
         )
-        component = self.component_norm(component + self.type_embedding(batch.component_bucket))
+        component = component + self.type_embedding(batch.component_bucket)
+        if self.component_message is not None:
+            component = component + self.component_message(neighbour_mean(component, batch))
+        component = self.component_norm(component)
         machine, component_attention = self.machine_pool(
             component, batch.component_graph, num_graphs
         )
@@ -284,7 +334,8 @@ class UniversalTemporalGNN(nn.Module):
     ) -> Tensor:
         """Score each fault mode from its component and a summary of its affected sensors.
 
-        The summary is the mean embedding of the affected sensors and the mean and max of
+        The summary is the mean embedding of the affected sensors (plus the fault's own
+        identity embedding, with ``identity_buckets``) and the mean and max of
         their ``log1p`` anomaly scores (detached: the forecast learns only to forecast).
 
         Shapes:
@@ -298,6 +349,8 @@ class UniversalTemporalGNN(nn.Module):
         count = count.clamp_min(1.0)
         summary = torch.zeros(num_faults, h.shape[1], dtype=h.dtype, device=h.device)
         summary = summary.index_add(0, fault, h[node]) / count[:, None]
+        if self.fault_identity is not None:
+            summary = summary + self.fault_identity(batch.fault_key % self.config.identity_buckets)
         anomaly = torch.log1p(sensor_anomaly)[node]
         zeros = torch.zeros(num_faults, dtype=h.dtype, device=h.device)
         anomaly_mean = zeros.index_add(0, fault, anomaly) / count

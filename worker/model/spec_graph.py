@@ -12,8 +12,9 @@ from __future__ import annotations
 import functools
 import hashlib
 import threading
+import zlib
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TypeVar
@@ -56,12 +57,20 @@ class SpecGraph:
         fault_rank: Position of each fault among its component's candidates, 1-based
             (0 is "normal").
         fault_sensor: Pairs (fault index, node index) of each fault's affected sensors.
+        sensor_key: Stable key of each sensor's identity (CRC-32 of ``component/sensor``),
+            which a model may embed (:attr:`~worker.model.gnn.ModelConfig.identity_buckets`)
+            to tell apart sensors of one kind on one component.
+        fault_key: Stable key of each fault mode's identity (CRC-32 of
+            ``component/fault``), so that faults sharing affected sensors can score apart.
+        component_edges: Source and target component of each pair of components a
+            connection joins, both directions, no self loops, each pair once.
 
     Shapes:
         sensor_kind, component_type, node_component, centre, half_width: ``[S]``.
         component_bucket: ``[C]``.
         edge_index: ``[2, E]``; edge_attr: ``[E, D_e]``.
         fault_component, fault_rank: ``[F]``; fault_sensor: ``[2, P]``.
+        sensor_key: ``[S]``; fault_key: ``[F]``; component_edges: ``[2, K]``.
     """
 
     name: str
@@ -80,6 +89,9 @@ class SpecGraph:
     fault_component: IntArray
     fault_rank: IntArray
     fault_sensor: IntArray
+    sensor_key: IntArray
+    fault_key: IntArray
+    component_edges: IntArray
     component_links: tuple[tuple[tuple[str, int], ...], ...] = ()
 
     def __post_init__(self) -> None:
@@ -176,8 +188,26 @@ class SpecGraph:
             ),
             fault_rank=fault_rank,
             fault_sensor=np.array(pairs, dtype=np.int64).reshape(-1, 2).T.copy(),
+            sensor_key=_keys(f"{s.component}/{s.id}" for s in spec.sensors),
+            fault_key=_keys(f"{f.component}/{f.id}" for f in spec.fault_modes),
+            component_edges=_component_edges(spec),
             component_links=_links(spec),
         )
+
+
+def _keys(names: Iterable[str]) -> IntArray:
+    """CRC-32 of each name: the same in every process and run."""
+    return np.array([zlib.crc32(name.encode("utf-8")) for name in names], dtype=np.int64)
+
+
+def _component_edges(spec: SystemSpec) -> IntArray:
+    index = spec.component_index
+    pairs = set()
+    for connection in spec.connections:
+        source, target = index[connection.source], index[connection.target]
+        if source != target:
+            pairs |= {(source, target), (target, source)}
+    return np.array(sorted(pairs), dtype=np.int64).reshape(-1, 2).T.copy()
 
 
 def _links(spec: SystemSpec) -> tuple[tuple[tuple[str, int], ...], ...]:

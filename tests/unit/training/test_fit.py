@@ -112,6 +112,20 @@ def test_the_weights_of_the_best_validation_epoch_are_kept(direction: str, kept:
     assert result.history[0].val_terms == {"loss": 3.0, "other": -1.0}
 
 
+def test_a_validation_that_only_records_keeps_the_last_epoch_and_never_stops_early() -> None:
+    snapshots: list[dict[str, Tensor]] = []
+    scripted = _scripted([3.0, 1.0, 4.0, 5.0], snapshots)
+    validation = Validation(scripted.score, key="loss", keep_best=False)
+    config = FitConfig(epochs=4, learning_rate=0.05, weight_decay=0.0, patience=1)
+
+    result = fit(_linear, _batches(_regression()), _mse, config, validation=validation)
+
+    assert (len(result.history), result.best_epoch, result.stop_reason) == (4, 4, "epochs")
+    state = result.model.state_dict()
+    assert all(torch.equal(state[key], snapshots[-1][key]) for key in state)
+    assert [record.val_loss for record in result.history] == [3.0, 1.0, 4.0, 5.0]
+
+
 def test_patience_stops_after_epochs_without_a_better_score() -> None:
     validation = _scripted([1.0, 2.0, 3.0, 0.5, 0.1, 0.0], [])
     config = FitConfig(epochs=6, learning_rate=0.05, weight_decay=0.0, patience=2)

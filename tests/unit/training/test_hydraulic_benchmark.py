@@ -67,9 +67,11 @@ def _write_rig(directory: Path, *, runs: int = 8, run_length: int = 5, seed: int
 
 
 def _tiny_config(**changes: Any) -> HydraulicBenchConfig:
+    # Without identity embeddings and component messages, as the benchmark's own model.
     model = ModelConfig(
-        hidden=8, layers=1, heads=2, dropout=0.0, temporal_channels=4, dilations=(1, 2)
-    )
+        hidden=8, layers=1, heads=2, dropout=0.0, temporal_channels=4, dilations=(1, 2),
+        identity_buckets=0, component_messages=False,
+    )  # fmt: skip
     values: dict[str, Any] = {
         "folds": 2,
         "epochs": 1,

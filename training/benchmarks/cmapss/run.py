@@ -105,6 +105,8 @@ class CmapssBenchConfig:
             dropout=self.dropout,
             rul_unit_hours=float(self.rul_cap),
             window_stats=False,  # the published figures' architecture (docs/benchmarks.md)
+            identity_buckets=0,
+            component_messages=False,
         )
 
     def contract(self) -> FeatureContract:

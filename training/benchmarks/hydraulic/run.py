@@ -77,6 +77,8 @@ def _default_model() -> ModelConfig:
     # segment means keep where in the cycle the periodic SE dips fall (accumulator).
     return ModelConfig(
         window_stats=False,  # the published figures' architecture (docs/benchmarks.md)
+        identity_buckets=0,
+        component_messages=False,
         hidden=32,
         layers=2,
         heads=4,

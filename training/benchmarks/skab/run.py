@@ -138,6 +138,8 @@ class SkabBenchConfig:
             dropout=0.0,
             temporal_channels=16,
             window_stats=False,  # the published figures' architecture (docs/benchmarks.md)
+            identity_buckets=0,
+            component_messages=False,
         )
     )
     smoothing_steps: int = 10
