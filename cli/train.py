@@ -264,7 +264,7 @@ def train(
         ),
     ] = None,
     epochs: Annotated[
-        int | None, typer.Option(min=1, help="Most epochs (default: the recipe's, 60 or 20).")
+        int | None, typer.Option(min=1, help="Most epochs (default: the recipe's, 120 or 20).")
     ] = None,
     name: Annotated[str, typer.Option(help="Model name.")] = "universal",
     version: Annotated[str | None, typer.Option(help="Model version (default: UTC time).")] = None,
