@@ -6,7 +6,7 @@ set -euo pipefail
 DATA=${DATA:-../shared/data/uci_hydraulic_1hz}
 OUT=${OUT:-benchmarks/results/product-hydraulic}
 SEED=${SEED:-0}
-G=${GNN_SERVICE:-gnn-service}
+G=${CLI:-gnn-service}
 rm -rf "$OUT/runs" "$OUT/model"
 $G benchmark adapt hydraulic --data-dir "$DATA" --out "$OUT" --seed "$SEED"
 for side in train test; do

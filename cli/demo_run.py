@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import socket
 import subprocess
 import sys
 import time
@@ -127,9 +128,21 @@ def _stream(
         time.sleep(0.5 if elapsed >= duration_s else max(0.0, started + second - time.monotonic()))
 
 
-def _start_flower(settings: Settings, log_path: Path, console: Console) -> subprocess.Popen[bytes]:
-    """Flower on the service's broker, with a password made up for this run if none is set."""
+def _start_flower(
+    settings: Settings, log_path: Path, console: Console
+) -> subprocess.Popen[bytes] | None:
+    """Flower on the service's broker, with a password made up for this run if none is set.
+
+    Its address and credentials are printed once it listens; a taken port, or a Flower that
+    exits or does not listen within :data:`_FLOWER_START_S`, is said in one line instead (the
+    demo runs on without it)."""
     security = settings.security
+    host, port = security.flower_address, security.flower_port
+    if _listening(host, port):
+        console.print(
+            f"Flower not started: {host}:{port} is already in use (GNN_SECURITY__FLOWER_PORT)"
+        )
+        return None
     password = (
         security.flower_password.get_secret_value()
         if security.flower_password is not None
@@ -141,9 +154,25 @@ def _start_flower(settings: Settings, log_path: Path, console: Console) -> subpr
         process = subprocess.Popen(
             [sys.executable, "-m", "cli", "flower"], env=env, stdout=log, stderr=log
         )
+    deadline = time.monotonic() + _FLOWER_START_S
+    while not _listening(host, port):
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            process.wait()
+            console.print(f"Flower did not start (exit {process.returncode}); see {log_path}")
+            return None
+        time.sleep(0.2)
     shown = password if security.flower_password is None else "(GNN_SECURITY__FLOWER_PASSWORD)"
-    console.print(
-        f"Flower: http://{security.flower_address}:{security.flower_port} "
-        f"user {security.flower_user} password {shown}"
-    )
+    console.print(f"Flower: http://{host}:{port} user {security.flower_user} password {shown}")
     return process
+
+
+_FLOWER_START_S = 30.0
+
+
+def _listening(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False

@@ -28,7 +28,7 @@ from cli.importing import import_runs
 from cli.models import models_app
 from cli.produce import produce
 from cli.train import evaluate, train
-from service.settings import SecuritySettings, Settings, describe_error
+from service.settings import SecuritySettings, Settings, describe_error, misspelled_variables
 
 app = typer.Typer(
     name="gnn-service",
@@ -59,7 +59,10 @@ app.add_typer(models_app, name="models")
 
 
 def load_settings() -> Settings:
-    """Read the settings, or exit 2 with one line naming the invalid variable."""
+    """Read the settings, or exit 2 with one line naming the invalid variable; a ``GNN_*``
+    variable that looks like a setting but sets nothing is warned about on stderr."""
+    for line in misspelled_variables():
+        typer.echo(f"warning: {line}", err=True)
     try:
         return Settings()
     except ValidationError as exc:
@@ -90,8 +93,23 @@ def version() -> None:
 
 @config_app.command("show")
 def config_show(ctx: typer.Context) -> None:
-    """Print the effective settings as JSON, secrets masked."""
-    typer.echo(json.dumps(_settings(ctx).masked(), indent=2))
+    """Print the effective settings as JSON, secrets masked; unset broker and result-backend
+    URLs show the embedded redis-server's (started on demand, not by this command), and the
+    database URL the one used."""
+    from service.embedded import EmbeddedRedis
+    from service.settings import mask_url
+
+    settings = _settings(ctx)
+    shown = settings.masked()
+    embedded = EmbeddedRedis(settings.data_dir)
+    for section, url in (("broker", embedded.broker_url), ("result_backend", embedded.backend_url)):
+        if shown[section]["url"] is None:
+            shown[section]["url"] = url
+            shown[section]["embedded"] = True
+    if shown["database"].get("url") is None:
+        shown["database"]["url"] = mask_url(settings.database_url)
+        shown["database"]["embedded"] = True
+    typer.echo(json.dumps(shown, indent=2))
 
 
 @config_app.command("docs")
@@ -211,24 +229,28 @@ def ping(
 def run(
     ctx: typer.Context,
     duration: Annotated[
-        float, typer.Option(min=5, help="Seconds to stream the demo machines.")
-    ] = 40.0,
+        str,
+        typer.Option(
+            help="How long to stream the demo machines: seconds (40) or a duration like "
+            "produce's (90s, 2m); at least 5 s."
+        ),
+    ] = "40s",
     workers: Annotated[int, typer.Option(min=1, max=16, help="Worker processes to start.")] = 1,
     flower: Annotated[bool, typer.Option(help="Start Flower next to the workers.")] = True,
 ) -> None:
     """Start the worker pool and Flower, and diagnose the four demo machines live."""
-    from rich.console import Console
-
     from cli.demo_run import run_demo
+    from cli.views import wide_console
     from service.db.migrate import upgrade
     from service.settings import mask_url
 
+    seconds = _run_seconds(duration)
     settings = _settings(ctx)
     if flower and settings.security.flower_password is not None:
         flower_basic_auth(settings.security)  # unset, the demo makes one up; blank is refused
     upgrade(settings.database_url)
     stored = run_demo(
-        settings, duration_s=duration, workers=workers, flower=flower, console=Console()
+        settings, duration_s=seconds, workers=workers, flower=flower, console=wide_console()
     )
     if stored == 0:
         typer.echo("no diagnosis was stored", err=True)
@@ -236,6 +258,22 @@ def run(
     typer.echo(f"{stored} diagnoses stored in {mask_url(settings.database_url)}")
 
 
+def _run_seconds(text: str) -> float:
+    """``run --duration``: a number of seconds or a duration (``90s``, ``2m``), >= 5 s."""
+    from cli.demo import duration_option
+
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = duration_option(text, "--duration")
+    if not seconds >= _MIN_RUN_S:
+        raise typer.BadParameter(
+            f"{text!r} is shorter than {_MIN_RUN_S:g} s", param_hint="--duration"
+        )
+    return seconds
+
+
+_MIN_RUN_S = 5.0
 _RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -265,12 +303,12 @@ def diagnoses(
         str | None, typer.Option(help="ISO-8601 time, or a duration back from now: 30m, 2h, 1d.")
     ] = None,
     limit: Annotated[int, typer.Option(min=1, max=10_000, help="Most rows shown.")] = 20,
-    as_json: Annotated[bool, typer.Option("--json", help="JSON lines instead of a table.")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="JSON lines (one diagnosis per line) instead of a table.")
+    ] = False,
 ) -> None:
     """Stored diagnoses: a system's history, newest first, or the latest of every system."""
-    from rich.console import Console
-
-    from cli.views import fleet_table, history_table
+    from cli.views import fleet_table, history_table, print_table, wide_console
     from service.db.reader import DiagnosisReader
     from service.errors import ConfigurationError
 
@@ -298,7 +336,7 @@ def diagnoses(
         return
     title = f"{system}: {len(found)} newest" if system else "latest diagnosis per system"
     table = history_table(title, found) if system else fleet_table(title, found)
-    Console().print(table)
+    print_table(wide_console(), table)
 
 
 @metrics_app.command("docs")

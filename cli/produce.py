@@ -14,6 +14,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from cli.demo import FaultOption, SeedOption, duration_option, faults_option, spec_option
 from machines.run_io import read_run
+from machines.windows import demo_system_id
 from producer.client import ProducerClient
 from producer.stream import StreamStats, publish, run_prefix, simulated_run, snapshots_of
 from schemas import Snapshot
@@ -38,7 +39,14 @@ def produce(
         str | None,
         typer.Option(help="How long to stream (e.g. 10m); with --file, default: the whole file."),
     ] = None,
-    window: Annotated[int, typer.Option(min=2, help="Steps per snapshot window.")] = 60,
+    window: Annotated[
+        int,
+        typer.Option(
+            min=2,
+            help="Steps per snapshot window; at least GNN_SECURITY__MIN_WINDOW_STEPS (8), "
+            "which workers accept.",
+        ),
+    ] = 60,
     stride: Annotated[
         int | None, typer.Option(min=1, help="Steps between windows (default: --window).")
     ] = None,
@@ -60,6 +68,7 @@ def produce(
     if (system is None) == (file is None):
         raise typer.BadParameter("give exactly one of --system or --file", param_hint="--system")
     step = stride or window
+    _check_window(window, settings)
     deadline_s = duration_option(deadline, "--deadline") if deadline else None
     console = Console(stderr=True)
     prefix = run_prefix()
@@ -120,10 +129,43 @@ def produce(
         raise typer.Exit(1) from None
     finally:
         shutdown_tracing()
+    _warn_without_workers(settings)
+    machine = system_id or demo_system_id(run)
     typer.echo(
         f"published {stats.published} snapshots with ids {prefix}-* in {stats.elapsed_s:.1f} s "
-        f"({stats.rate:.1f}/s); queue depth {stats.queue_depth}"
+        f"({stats.rate:.1f}/s); queue depth {stats.queue_depth}; system id {machine}: see its "
+        f"diagnoses with `gnn-service diagnoses --system {machine}`"
     )
+
+
+_WORKER_WAIT_S = 1.0
+
+
+def _check_window(window: int, settings: Settings) -> None:
+    shortest = settings.security.min_window_steps
+    if window < shortest:
+        raise typer.BadParameter(
+            f"{window} steps is shorter than workers accept ({shortest}, "
+            f"GNN_SECURITY__MIN_WINDOW_STEPS): pass --window {shortest} or more",
+            param_hint="--window",
+        )
+
+
+def _warn_without_workers(settings: Settings) -> None:
+    """Say so when no worker answers a broadcast ping: the snapshots then wait in the queue."""
+    from service.celery_app import create_service_app
+
+    try:
+        replies = create_service_app(settings).control.ping(timeout=_WORKER_WAIT_S)
+    except Exception as exc:  # a check, never a reason to fail the command
+        typer.echo(f"warning: could not ask for workers ({exc})", err=True)
+        return
+    if not replies:
+        typer.echo(
+            f"warning: no worker answered within {_WORKER_WAIT_S:g} s: the snapshots wait in "
+            "the queue until one runs (gnn-service worker)",
+            err=True,
+        )
 
 
 def _stream(

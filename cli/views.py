@@ -4,11 +4,45 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from rich.console import Console
 from rich.table import Table
 
 from schemas import ComponentDiagnosis, Diagnosis
 
 _STYLE = {"ok": "green", "warning": "yellow", "critical": "red"}
+
+
+_NARROWEST = 6  # the least useful width of a column of values (a status, a number)
+_WIDE = 200  # columns of a console that is not a terminal (a pipe, a file, a CI log)
+
+
+def wide_console(*, stderr: bool = False) -> Console:
+    """A console for tables: the terminal's width, or a wide one when output is not a
+    terminal, so that piped tables keep whole ids instead of an 80-column squeeze."""
+    console = Console(stderr=stderr)
+    return console if console.is_terminal else Console(stderr=stderr, width=_WIDE)
+
+
+def print_table(console: Console, table: Table) -> None:
+    """Print ``table``, or, when its ids cannot fit the console's width, the same rows as
+    ``header=value`` lines that wrap instead of cutting anything."""
+    # Each column's least width (ids: their longest), its padding and a border each.
+    needed = sum((column.min_width or _NARROWEST) + 2 for column in table.columns)
+    if needed + len(table.columns) + 1 <= console.width:
+        console.print(table)
+        return
+    if table.title:
+        console.print(table.title)
+    columns = [(str(column.header), list(column.cells)) for column in table.columns]
+    for row in range(table.row_count):
+        cells = [(header, str(cells[row])) for header, cells in columns]
+        console.print("  ".join(f"{h}={v}" for h, v in cells if v), soft_wrap=True)
+
+
+def _id_column(table: Table, header: str, values: Sequence[str]) -> None:
+    """A column of ids: never wrapped or cut; other columns give way first."""
+    widest = max((len(value) for value in values), default=0)
+    table.add_column(header, no_wrap=True, min_width=max(widest, len(header)))
 
 
 def status_text(status: str) -> str:
@@ -36,8 +70,14 @@ def worst_components(diagnosis: Diagnosis, count: int) -> list[ComponentDiagnosi
 def history_table(title: str, diagnoses: Sequence[Diagnosis]) -> Table:
     """One row per diagnosis: when, machine health, its worst component and why."""
     table = Table(title=title)
-    for column in ("created (UTC)", "snapshot", "system", "health", "worst component",
-                   "status", "likely fault", "anomaly", "RUL h", "model"):  # fmt: skip
+    table.add_column("created (UTC)", no_wrap=True)
+    _id_column(table, "snapshot", [d.snapshot_id for d in diagnoses])
+    _id_column(table, "system", [d.system_id for d in diagnoses])
+    table.add_column("health")
+    _id_column(
+        table, "worst component", [worst_components(d, 1)[0].component_id for d in diagnoses]
+    )
+    for column in ("status", "likely fault", "anomaly", "RUL h", "model"):
         table.add_column(column)
     for diagnosis in diagnoses:
         worst = worst_components(diagnosis, 1)[0]
@@ -59,9 +99,14 @@ def history_table(title: str, diagnoses: Sequence[Diagnosis]) -> Table:
 def fleet_table(title: str, latest: Sequence[Diagnosis], *, per_machine: int = 3) -> Table:
     """The latest diagnosis of each machine, its ``per_machine`` worst components a row each."""
     table = Table(title=title)
-    for column in ("system", "health", "component", "status", "likely fault", "anomaly",
-                   "RUL h", "top sensor", "diagnosed at (UTC)"):  # fmt: skip
+    shown = [(d, c) for d in latest for c in worst_components(d, per_machine)]
+    _id_column(table, "system", [d.system_id for d in latest])
+    table.add_column("health")
+    _id_column(table, "component", [c.component_id for _, c in shown])
+    for column in ("status", "likely fault", "anomaly", "RUL h"):
         table.add_column(column)
+    _id_column(table, "top sensor", [c.top_sensors[0].id for _, c in shown if c.top_sensors])
+    table.add_column("diagnosed at (UTC)")
     for diagnosis in latest:
         for index, component in enumerate(worst_components(diagnosis, per_machine)):
             first = index == 0

@@ -24,6 +24,8 @@ from prometheus_client import (
     ProcessCollector,
 )
 
+from schemas.outcomes import DeadLetterReason
+
 #: 1 ms to 10 s, about three buckets per decade.
 LATENCY_BUCKETS = (
     0.001, 0.002, 0.005, 0.01, 0.02, 0.035, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5,
@@ -189,6 +191,8 @@ class ServiceMetrics:
         self.dead_letters = Counter(
             "gnn_dead_letters_total", "Messages dead-lettered, by reason.", ["reason"], registry=r
         )
+        for reason in DeadLetterReason:  # a series per reason from the start, at 0
+            self.dead_letters.labels(reason=reason.value)
         self.failed = Counter(
             "gnn_snapshots_failed_total",
             "Snapshots the model failed on, by error type.",

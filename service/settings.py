@@ -17,11 +17,14 @@ the result backend). Setting ``GNN_BROKER__URL``, ``GNN_RESULT_BACKEND__URL`` an
 
 from __future__ import annotations
 
+import difflib
+import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import BaseModel, Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from service.settings_sections import (
@@ -41,6 +44,7 @@ from service.settings_sections import (
 from service.settings_sources import (
     ENV_NESTED_DELIMITER,
     ENV_PREFIX,
+    SECRET_FILE_SUFFIX,
     PlainEnvSource,
     SecretFileSource,
 )
@@ -64,7 +68,9 @@ __all__ = [
     "WorkerSettings",
     "describe_error",
     "env_name",
+    "known_variables",
     "mask_url",
+    "misspelled_variables",
 ]
 
 _MASK = "***"
@@ -195,6 +201,45 @@ def env_name(loc: tuple[int | str, ...]) -> str:
     """
     names = [str(part) for part in loc if not isinstance(part, int)]
     return ENV_PREFIX + ENV_NESTED_DELIMITER.join(names).upper()
+
+
+def known_variables() -> frozenset[str]:
+    """Every variable that sets something: ``GNN_<FIELD>`` and ``GNN_<SECTION>__<FIELD>``
+    (a section may also be given whole, as JSON, by ``GNN_<SECTION>``)."""
+    names = set()
+    for field, info in Settings.model_fields.items():
+        names.add(env_name((field,)))
+        section = info.annotation
+        if isinstance(section, type) and issubclass(section, BaseModel):
+            names |= {env_name((field, sub)) for sub in section.model_fields}
+    return frozenset(names)
+
+
+def misspelled_variables(environ: Mapping[str, str] | None = None) -> list[str]:
+    """``GNN_*`` variables that set nothing but look like one that does, one line each.
+
+    A variable is reported when it names a known section with an unknown field, or when a
+    known name is close to it (``GNN_BROKER_URL`` for ``GNN_BROKER__URL``); other ``GNN_*``
+    variables (a deployment's own) are left alone. ``GNN_<NAME>_FILE`` secret files count as
+    their ``GNN_<NAME>``.
+    """
+    known = known_variables()
+    sections = {
+        name.split(ENV_NESTED_DELIMITER)[0] for name in known if ENV_NESTED_DELIMITER in name
+    }
+    lines = []
+    for name in sorted(os.environ if environ is None else environ):
+        upper = name.upper()
+        if not upper.startswith(ENV_PREFIX) or upper in known:
+            continue
+        if upper.endswith(SECRET_FILE_SUFFIX) and upper[: -len(SECRET_FILE_SUFFIX)] in known:
+            continue
+        close = difflib.get_close_matches(upper, known, n=1, cutoff=0.85)
+        if close:
+            lines.append(f"{name} sets nothing; did you mean {close[0]}?")
+        elif upper.split(ENV_NESTED_DELIMITER)[0] in sections and ENV_NESTED_DELIMITER in upper:
+            lines.append(f"{name} sets nothing: no such field (docs/configuration.md)")
+    return lines
 
 
 def describe_error(error: ValidationError) -> str:

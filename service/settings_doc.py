@@ -59,7 +59,10 @@ Settings are read, highest precedence first, from keyword arguments (tests, embe
 environment variables, a `.env` file in the working directory, then the defaults below.
 Nested names are joined with `__`: `GNN_BATCHING__MAX_WAIT_MS=30`. An invalid value stops
 any `gnn-service` command with exit status 2 and one line naming the variable and the bound.
-`gnn-service config show` prints the effective values with passwords masked.
+A `GNN_*` variable that sets nothing but is close to one that does (`GNN_BROKER_URL` for
+`GNN_BROKER__URL`) is named in a warning on stderr by every command, with the real name.
+`gnn-service config show` prints the effective values with passwords masked, and for an
+unset broker, result backend or database the embedded one it uses (`"embedded": true`).
 
 With nothing set, the service runs on the embedded default under `GNN_DATA_DIR`: a SQLite
 database file and an embedded redis-server on a unix socket for the broker and the result

@@ -223,7 +223,11 @@ class DatabaseRegistry:
             return rows[0]
         known = [item.version for item in self.list_versions(name)]
         if not known:
-            raise RegistryError(f"no model named {name!r} in the registry")
+            raise RegistryError(
+                f"no model named {name!r} in the registry (a bundled model is served without "
+                f"being registered; register a checkpoint first: gnn-service models register "
+                f"FILE --version {version})"
+            )
         raise RegistryError(f"model {name} has no version {version!r} (known: {', '.join(known)})")
 
     def _materialize(self, version: ModelVersion) -> ModelVersion:

@@ -87,3 +87,13 @@ def test_the_queue_collector_reports_a_broker_that_is_down_without_failing_the_s
     registry.register(QueueCollector(refused, ["q"]))
     assert _value(registry, "gnn_broker_up") == 0
     assert registry.get_sample_value("gnn_queue_depth_messages", {"queue": "q"}) is None
+
+
+def test_every_dead_letter_reason_has_a_series_at_zero_before_the_first() -> None:
+    from schemas.outcomes import DeadLetterReason
+
+    registry = CollectorRegistry()
+    ServiceMetrics(registry, process_metrics=False)
+    for reason in DeadLetterReason:
+        # Present (not None): a dashboard shows 0, not "No data".
+        assert registry.get_sample_value("gnn_dead_letters_total", {"reason": reason.value}) == 0
