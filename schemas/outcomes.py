@@ -76,6 +76,8 @@ class DeadLetter(BaseModel):
         snapshot_id: The snapshot's id when it could be read, else ``None``.
         reason: Machine-readable reason code.
         detail: Human message naming the offending field (``window.readings.p2: ...``).
+        field: Dotted path of the field at fault (``window.readings.p2``, ``headers.id``,
+            ``<envelope>``), when the reason has one; ``None`` for a model failure.
         payload_sha256: SHA-256 of the raw message body, hex, to find the original.
         received_at: When the worker received the message.
     """
@@ -86,5 +88,6 @@ class DeadLetter(BaseModel):
     snapshot_id: str | None = Field(default=None, max_length=256)
     reason: DeadLetterReason
     detail: str = Field(max_length=4000)
+    field: str | None = Field(default=None, max_length=256)
     payload_sha256: Sha256Hex
     received_at: AwareDatetime

@@ -258,7 +258,7 @@ class BatchProcessor:
                 self.runner.contract,
             )
         except InvalidInput as exc:
-            result.finished.append(dead_letter(incoming, exc.reason, str(exc)))
+            result.finished.append(dead_letter(incoming, exc.reason, str(exc), exc.field))
             return None
         except Exception as exc:  # nothing a message holds may stop the batch
             logger.exception("unexpected error admitting a message", key=incoming.key)
@@ -305,11 +305,12 @@ def check_id(incoming: Incoming, snapshot: Snapshot) -> None:
         )
 
 
-def dead_letter(incoming: Incoming, reason: str, detail: str) -> Finished:
+def dead_letter(incoming: Incoming, reason: str, detail: str, field: str | None = None) -> Finished:
     """The dead-letter outcome of ``incoming``; never raises, whatever the message holds.
 
     The record carries the id the message claims (cut to the record's limit, made
-    printable) and the hash of its bytes; it is stored under ``incoming.key``.
+    printable), the field at fault when there is one, and the hash of its bytes; it is
+    stored under ``incoming.key``.
     """
     clean = printable(detail.replace("\n", " "))[:4000]
     try:
@@ -320,6 +321,7 @@ def dead_letter(incoming: Incoming, reason: str, detail: str) -> Finished:
         snapshot_id=incoming.shown_id,
         reason=code,
         detail=clean,
+        field=None if field is None else printable(field)[:256],
         payload_sha256=incoming.payload_sha256(),
         received_at=datetime.fromtimestamp(incoming.received_at, UTC),
     )

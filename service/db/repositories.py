@@ -392,6 +392,7 @@ def _dead_letter(row: Mapping[str, Any]) -> DeadLetter:
         snapshot_id=row["snapshot_id"],
         reason=row["reason"],
         detail=row["detail"],
+        field=row["field"],
         payload_sha256=row["payload_sha256"],
         received_at=row["received_at"],
     )
@@ -403,6 +404,7 @@ def _dead_letter_row(key: str, item: DeadLetter, stored_at: datetime) -> dict[st
         "snapshot_id": item.snapshot_id,
         "reason": str(item.reason),
         "detail": item.detail,
+        "field": item.field,
         "payload_sha256": item.payload_sha256,
         "received_at": item.received_at,
         "stored_at": stored_at,

@@ -138,6 +138,7 @@ dead_letters = Table(
     Column("snapshot_id", String(256)),
     Column("reason", String(32), nullable=False),
     Column("detail", Text, nullable=False),
+    Column("field", String(256)),
     Column("payload_sha256", String(64)),
     Column("received_at", Moment, nullable=False),
     Column("stored_at", Moment, nullable=False),

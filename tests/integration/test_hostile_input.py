@@ -260,6 +260,10 @@ def test_6_a_header_id_that_differs_from_the_body_is_a_dead_letter(
     record = live.backend_outcome(victim).dead_letter
     assert record.reason == "header_mismatch"
     assert "headers.id" in record.detail
+    assert record.field == "headers.id"  # its own attribute, in the backend and the database
+    assert live.query("SELECT field FROM dead_letters WHERE message_key = :k", k=victim) == [
+        ("headers.id",)
+    ]
     assert live.outcomes({attacker}) == {}
 
 
@@ -298,6 +302,7 @@ def test_6_a_wrong_task_or_unreadable_expires_is_a_dead_letter_naming_the_header
     record = live.backend_outcome(snapshot_id).dead_letter
     assert record.reason == "invalid_header"
     assert record.detail.startswith(field), record.detail
+    assert record.field == field
 
 
 # The fuzz suite ---------------------------------------------------------------------------
