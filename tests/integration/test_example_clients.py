@@ -4,6 +4,8 @@ each outcome kind and reads each outcome back."""
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -57,5 +59,44 @@ def test_the_python_redis_example_gets_each_outcome_kind(worker: dict[str, str])
     assert len(lines) == 3, done.stdout
     assert "-ok: diagnosed: machine health" in lines[0]
     assert "model universal:" in lines[0]
+    assert "-late: expired: deadline" in lines[1]
+    assert "-short: dead letter window_too_short at window.readings" in lines[2]
+
+
+NODE_DIR = ROOT / "examples" / "node-celery"
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+@pytest.fixture(scope="module")
+def node_example() -> str:
+    """node, with the example's pinned packages installed (``npm ci``); without node the test
+    skips, except under CI, where it fails."""
+    node, npm = shutil.which("node"), shutil.which("npm")
+    if node is None or npm is None:
+        if IN_CI:
+            pytest.fail("node and npm must be on PATH when CI=true", pytrace=False)
+        pytest.skip("node or npm is not on PATH")
+    if not (NODE_DIR / "node_modules" / "celery-node").is_dir():
+        done = subprocess.run(
+            [npm, "ci", "--no-audit", "--no-fund"], cwd=NODE_DIR, capture_output=True,
+            text=True, timeout=300, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stdout + done.stderr
+    return node
+
+
+def test_the_node_celery_example_gets_each_outcome_kind(
+    worker: dict[str, str], node_example: str
+) -> None:
+    done = subprocess.run(
+        [node_example, str(NODE_DIR / "diagnose.mjs"),
+         "--broker", worker["GNN_BROKER__URL"], "--backend", worker["GNN_RESULT_BACKEND__URL"],
+         "--queue", worker["GNN_WORKER__QUEUE"], "--timeout", "60"],
+        capture_output=True, text=True, timeout=240, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = done.stdout.strip().splitlines()
+    assert len(lines) == 3, done.stdout
+    assert "-ok: diagnosed: machine health" in lines[0]
     assert "-late: expired: deadline" in lines[1]
     assert "-short: dead letter window_too_short at window.readings" in lines[2]
