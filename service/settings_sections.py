@@ -210,7 +210,11 @@ class WorkerSettings(SettingsSection):
         description="Restarts of the snapshot consumer after an unexpected error within ten "
         "minutes; past it the process exits (status 71) so that its supervisor restarts it.",
     )
-    send_task_events: bool = Field(default=True, description="Task events for Flower.")
+    send_task_events: bool = Field(
+        default=True,
+        description="Task events for Flower: Celery's own, and one per snapshot (received, "
+        "started, succeeded or failed with its outcome), published once per micro-batch.",
+    )
     freeze_heap: bool = Field(
         default=True,
         description="After a model is loaded (at start and after each swap), move every "

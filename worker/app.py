@@ -55,6 +55,7 @@ class WorkerApp(ServiceApp):
         self.health_server: HealthServer | None = None
         self.consumer_ready = False
         self.snapshot_consumer: SnapshotConsumer | None = None
+        self.node_name: str | None = None  # the Celery node's name, once the worker starts
         # Signal receivers are held here, weakly connected: they live as long as the app.
         self._receivers: list[Any] = []
 
@@ -289,7 +290,24 @@ def _store_check(app: WorkerApp, store: str) -> CheckResult:
 
 
 def _register_control(app: WorkerApp) -> None:
-    from celery.worker.control import control_command
+    from celery.worker.control import control_command, inspect_command
+
+    snapshot_queue = app.settings.worker.queue
+
+    @inspect_command(name="active_queues")  # type: ignore[untyped-decorator]
+    def active_queues(state: Any) -> list[dict[str, Any]]:
+        """Remote inspect (replaces Celery's): the queues Celery's consumer reads, and the
+        snapshot queue the micro-batching consumer reads, so that Flower lists its depth."""
+        consumer = state.consumer.task_consumer
+        queues = [dict(q.as_dict(recurse=True)) for q in consumer.queues] if consumer else []
+        if app.settings.worker.consume_snapshots and snapshot_queue not in {
+            q["name"] for q in queues
+        }:
+            queues.append(
+                {"name": snapshot_queue, "routing_key": snapshot_queue, "durable": True,
+                 "exchange": {"name": "", "type": "direct"}, "consumer": "micro-batching"}
+            )  # fmt: skip
+        return queues
 
     @control_command(name="gnn_check_model")  # type: ignore[untyped-decorator]
     def gnn_check_model(state: Any) -> dict[str, str]:
@@ -312,6 +330,7 @@ def _connect_signals(app: WorkerApp) -> None:
     def on_worker_init(sender: Any = None, **_: Any) -> None:
         if getattr(sender, "app", None) is not app:
             return
+        app.node_name = sender.hostname  # the snapshot task events carry it (Flower's worker)
         app.health_checks.register(
             "consumer",
             lambda: CheckResult(app.consumer_ready, "" if app.consumer_ready else "starting"),

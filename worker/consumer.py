@@ -71,6 +71,7 @@ from worker.pipeline import BatchProcessor, BatchResult
 from worker.restore import RestoreScan
 from worker.settlement import BatchSettler
 from worker.storage import OutcomeStore
+from worker.task_events import TaskEvents
 from worker.watchdog import BatchWatchdog
 
 
@@ -156,6 +157,11 @@ class SnapshotConsumer:
             scan_limit=settings.broker.restore_scan_limit,
             metrics=metrics,
         )
+        self._events = (
+            TaskEvents(app, lambda: getattr(app, "node_name", None) or "gnn-worker")
+            if settings.worker.send_task_events
+            else None
+        )
         self._watchdog = BatchWatchdog(
             soft_limit_s=settings.worker.batch_soft_time_limit_s,
             hard_limit_s=settings.worker.batch_hard_time_limit_s,
@@ -202,6 +208,8 @@ class SnapshotConsumer:
             if self._thread.is_alive():
                 logger.error("snapshot consumer did not stop in time", timeout_s=timeout_s)
         self._thread = None
+        if self._events is not None:
+            self._events.close()
 
     @property
     def failed(self) -> bool:
@@ -317,7 +325,11 @@ class SnapshotConsumer:
                         waits_s=[closed_at - item.received_monotonic for item in batch],
                         timings=result.timings,
                     )
-                self._settler.settle(result)
+                settled = self._settler.settle(result)
+                if self._events is not None and (settled.outcomes or settled.requeued):
+                    self._events.batch(
+                        settled.outcomes, settled.requeued, runtime_s=time.monotonic() - closed_at
+                    )
             except self._lost_connection:
                 raise
             except Exception:

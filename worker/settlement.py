@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import NamedTuple
 
 from loguru import logger
 
@@ -29,6 +30,14 @@ from worker.messages import Incoming
 from worker.outage import Store, StoreOutage
 from worker.pipeline import BatchResult, Finished, Outcome
 from worker.storage import OutcomeStore
+
+
+class Settled(NamedTuple):
+    """What :meth:`BatchSettler.settle` settled: each acknowledged message with its stored
+    outcome, and the messages requeued."""
+
+    outcomes: tuple[tuple[Finished, Outcome], ...]
+    requeued: tuple[Incoming, ...]
 
 
 class BatchSettler:
@@ -69,9 +78,14 @@ class BatchSettler:
     def __repr__(self) -> str:
         return f"BatchSettler(budget_s={self.budget_s})"
 
-    def settle(self, result: BatchResult) -> None:
+    def settle(self, result: BatchResult) -> Settled:
         """Store the batch's outcomes (database, then result backend), then acknowledge;
-        requeue the isolated model failures; on a store outage requeue everything."""
+        requeue the isolated model failures; on a store outage requeue everything.
+
+        Returns:
+            Each acknowledged message with the outcome stored for its key, and the messages
+            requeued (both empty when a store outage sent everything back).
+        """
         finished = list(result.finished)
         if result.model_failed:
             self.breaker.record_failure()
@@ -90,12 +104,14 @@ class BatchSettler:
                 self._store_results(outcomes, deadline)
         except (DatabaseUnavailable, ResultBackendUnavailable) as exc:
             self._requeue_unsettled(finished, requeue, exc)
-            return
+            return Settled((), ())
         done = time.perf_counter()
         acknowledge([item.incoming.message for item in finished])
+        settled: list[tuple[Finished, Outcome]] = []
         for item in finished:
             key = item.incoming.key
             outcome = outcomes.get(key, item.outcome)
+            settled.append((item, outcome))
             spans.end_snapshot_span(
                 item.incoming.trace_span,
                 outcome=outcome.outcome,
@@ -122,6 +138,7 @@ class BatchSettler:
             spans.end_snapshot_span(incoming.trace_span, outcome="requeued", error=result.error)
         if self.metrics is not None:
             self._report_settled(finished, len(requeue), saved, (stored - started, done - stored))
+        return Settled(tuple(settled), tuple(requeue))
 
     def _requeue_unsettled(
         self, finished: list[Finished], requeue: list[Incoming], exc: Exception
