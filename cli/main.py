@@ -27,6 +27,7 @@ from cli.demo import demo_app
 from cli.importing import import_runs
 from cli.models import models_app
 from cli.produce import produce
+from cli.status import dead_letters, status
 from cli.train import evaluate, train
 from service.settings import SecuritySettings, Settings, describe_error, misspelled_variables
 
@@ -53,6 +54,8 @@ app.add_typer(demo_app, name="demo")
 app.command("produce")(produce)
 app.add_typer(benchmark_app, name="benchmark")
 app.command("import")(import_runs)
+app.command("status")(status)
+app.command("dead-letters")(dead_letters)
 app.command("train")(train)
 app.command("evaluate")(evaluate)
 app.add_typer(models_app, name="models")

@@ -10,7 +10,7 @@ from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from schemas import Diagnosis
 from service.db.database import Database, LoopRunner
-from service.db.repositories import OutcomeRepository
+from service.db.repositories import Activity, DeadLetterEntry, OutcomeRepository
 from service.errors import ConfigurationError
 from service.settings import Settings, mask_url
 
@@ -48,6 +48,16 @@ class DiagnosisReader:
     def get(self, snapshot_id: str) -> Diagnosis | None:
         """The diagnosis of one snapshot, or None."""
         return self._read(lambda repo: repo.get_by_snapshot(snapshot_id=snapshot_id))
+
+    def dead_letters(
+        self, *, since: datetime | None = None, reason: str | None = None, limit: int = 20
+    ) -> list[DeadLetterEntry]:
+        """Stored dead letters, newest first."""
+        return self._read(lambda repo: repo.dead_letters(since=since, reason=reason, limit=limit))
+
+    def activity(self, since: datetime) -> Activity:
+        """Outcomes stored since ``since`` and the diagnoses' end-to-end times."""
+        return self._read(lambda repo: repo.activity(since=since))
 
     def close(self) -> None:
         """Dispose of the engine and its loop."""

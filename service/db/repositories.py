@@ -60,6 +60,15 @@ class DeadLetterEntry:
     stored_at: datetime
 
 
+@dataclass(frozen=True)
+class Activity:
+    """What was stored over a stretch of time: outcomes per kind, and the end-to-end times
+    of the diagnoses (milliseconds)."""
+
+    counts: dict[str, int]
+    total_ms: list[float]
+
+
 class OutcomeRepository:
     """Diagnoses, expirations, dead letters and the systems they came from.
 
@@ -301,6 +310,33 @@ class OutcomeRepository:
             )
             for row in await self._rows(query)
         ]
+
+    async def activity(self, *, since: datetime, limit: int = 100_000) -> Activity:
+        """Outcomes stored at or after ``since``: counts per kind, and the end-to-end times
+        (``timings.total_ms``, receipt to diagnosis) of up to ``limit`` newest diagnoses."""
+        counts = {}
+        for kind, table in (
+            ("diagnosed", tables.diagnoses),
+            ("expired", tables.expirations),
+            ("dead_lettered", tables.dead_letters),
+        ):
+            moment = table.c.observed_at if table is tables.expirations else table.c.stored_at
+            query = select(func.count()).select_from(table).where(moment >= since)
+            async with self.database.engine.connect() as connection:
+                counts[kind] = int((await connection.execute(query)).scalar_one())
+        diagnoses = tables.diagnoses
+        rows = await self._rows(
+            select(diagnoses.c.timings)
+            .where(diagnoses.c.stored_at >= since)
+            .order_by(diagnoses.c.id.desc())
+            .limit(max(1, limit))
+        )
+        totals = [
+            float(row["timings"]["total_ms"])
+            for row in rows
+            if isinstance(row["timings"], dict) and row["timings"].get("total_ms") is not None
+        ]
+        return Activity(counts=counts, total_ms=totals)
 
     async def systems(self) -> list[tuple[str, str]]:
         """Registered systems: ``(system id, spec name)`` pairs by system id."""

@@ -4,6 +4,7 @@ each outcome kind and reads each outcome back."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -100,3 +101,39 @@ def test_the_node_celery_example_gets_each_outcome_kind(
     assert "-ok: diagnosed: machine health" in lines[0]
     assert "-late: expired: deadline" in lines[1]
     assert "-short: dead letter window_too_short at window.readings" in lines[2]
+
+
+def test_status_and_dead_letters_summarise_what_the_worker_did(worker: dict[str, str]) -> None:
+    """An operator without Prometheus: `status` and `dead-letters` after the example ran."""
+    example = [sys.executable, str(ROOT / "examples" / "python-redis" / "diagnose.py"),
+               "--broker", worker["GNN_BROKER__URL"], "--backend", worker["GNN_RESULT_BACKEND__URL"],
+               "--queue", worker["GNN_WORKER__QUEUE"]]  # fmt: skip
+    assert subprocess.run(example, capture_output=True, timeout=240, check=False).returncode == 0
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("GNN_")}, **worker}
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "cli", *args], env=env, capture_output=True, text=True,
+            timeout=120, check=False,
+        )  # fmt: skip
+
+    done = cli("status", "--last", "10m", "--json")
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    assert summary["queue"] == worker["GNN_WORKER__QUEUE"]
+    assert summary["queue_depth"] == 0
+    assert len(summary["workers_answering"]) == 1
+    assert summary["workers_answering"][0].startswith("examples-")
+    for kind in ("diagnosed", "expired", "dead_lettered"):
+        assert summary[kind] >= 1, summary
+    assert 0 < summary["p50_ms"] <= summary["p95_ms"]
+
+    done = cli("dead-letters", "--since", "10m", "--reason", "window_too_short", "--json")
+    assert done.returncode == 0, done.stderr
+    letters = [json.loads(line) for line in done.stdout.splitlines()]
+    assert letters
+    assert all(letter["field"] == "window.readings" for letter in letters)
+    assert all(letter["message_key"].endswith("-short") for letter in letters)
+    table = cli("dead-letters", "--limit", "5")
+    assert "window_too_short" in table.stdout
+    assert "window.readings" in table.stdout

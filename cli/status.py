@@ -1,0 +1,150 @@
+"""``gnn-service status`` and ``gnn-service dead-letters``: what an operator without
+Prometheus needs, read from the broker, the workers and the database."""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import UTC, datetime, timedelta
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from cli.demo import duration_option
+from cli.views import print_table, wide_console
+from service.settings import Settings
+
+_PING_S = 1.0
+
+
+def _settings(ctx: typer.Context) -> Settings:
+    settings = ctx.find_root().obj
+    assert isinstance(settings, Settings)
+    return settings
+
+
+def status(
+    ctx: typer.Context,
+    last: Annotated[
+        str, typer.Option(help="The stretch of time the rates and latency cover (90s, 5m, 1h).")
+    ] = "5m",
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object instead.")] = False,
+) -> None:
+    """Queue depth, workers answering, and over --last: outcomes, rate, p50/p95 latency."""
+    from producer.client import ProducerClient
+    from service.celery_app import create_service_app
+    from service.db.reader import DiagnosisReader
+    from service.errors import ConfigurationError
+
+    settings = _settings(ctx)
+    seconds = duration_option(last, "--last")
+    if not seconds > 0:
+        raise typer.BadParameter("must be longer than 0 s", param_hint="--last")
+    with ProducerClient(settings) as client:
+        depth = client.queue_depth()
+    workers = create_service_app(settings).control.ping(timeout=_PING_S) or []
+    reader = DiagnosisReader(settings)
+    try:
+        activity = reader.activity(datetime.now(UTC) - timedelta(seconds=seconds))
+    except ConfigurationError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from None
+    finally:
+        reader.close()
+    totals = sorted(activity.total_ms)
+    p50, p95 = _quantile(totals, 0.50), _quantile(totals, 0.95)
+    answering = sorted(name for reply in workers for name in reply)
+    summary: dict[str, object] = {
+        "queue": settings.worker.queue,
+        "queue_depth": depth,
+        "workers_answering": answering,
+        "last_s": seconds,
+        **activity.counts,
+        "diagnosed_per_s": activity.counts["diagnosed"] / seconds,
+        "p50_ms": p50,
+        "p95_ms": p95,
+    }
+    if as_json:
+        typer.echo(json.dumps(summary))
+        return
+    table = Table(title=f"gnn-service status (last {last})")
+    table.add_column("", no_wrap=True)
+    table.add_column("value")
+    names = ", ".join(answering) or f"none within {_PING_S:g} s"
+    rows = [
+        ("queue", f"{summary['queue']}: {depth} waiting"),
+        ("workers answering", f"{len(workers)} ({names})"),
+        (
+            "diagnosed",
+            f"{activity.counts['diagnosed']} ({activity.counts['diagnosed'] / seconds:.2f}/s)",
+        ),
+        ("expired", str(activity.counts["expired"])),
+        ("dead-lettered", str(activity.counts["dead_lettered"])),
+        ("latency p50 / p95", _latency(p50, p95)),
+    ]
+    for name, value in rows:
+        table.add_row(name, value)
+    print_table(wide_console(), table)
+
+
+def dead_letters(
+    ctx: typer.Context,
+    since: Annotated[
+        str | None, typer.Option(help="Only those stored in the last (30m, 2h, 1d).")
+    ] = None,
+    reason: Annotated[str | None, typer.Option(help="Only this reason code.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=10_000, help="Most rows shown.")] = 20,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="JSON lines (one dead letter per line).")
+    ] = False,
+) -> None:
+    """Stored dead letters, newest first: when, key, reason, the field at fault and why."""
+    from service.db.reader import DiagnosisReader
+    from service.errors import ConfigurationError
+
+    moment = None
+    if since is not None:
+        moment = datetime.now(UTC) - timedelta(seconds=duration_option(since, "--since"))
+    reader = DiagnosisReader(_settings(ctx))
+    try:
+        found = reader.dead_letters(since=moment, reason=reason, limit=limit)
+    except ConfigurationError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from None
+    finally:
+        reader.close()
+    if as_json:
+        for entry in found:
+            row = {"message_key": entry.message_key, "stored_at": entry.stored_at.isoformat()}
+            typer.echo(json.dumps({**row, **entry.record.model_dump(mode="json")}))
+        return
+    if not found:
+        typer.echo("no dead letters stored" + (f" with reason {reason}" if reason else ""))
+        return
+    table = Table(title=f"dead letters, newest first ({len(found)})")
+    for header in ("stored (UTC)", "message key", "reason", "field", "detail"):
+        table.add_column(header, no_wrap=header != "detail")
+    for entry in found:
+        record = entry.record
+        table.add_row(
+            entry.stored_at.strftime("%Y-%m-%d %H:%M:%S"),
+            entry.message_key,
+            record.reason.value,
+            record.field or "-",
+            record.detail,
+        )
+    print_table(wide_console(), table)
+
+
+def _quantile(values: list[float], q: float) -> float | None:
+    """The ``q`` quantile of sorted ``values`` (nearest rank), None for none."""
+    if not values:
+        return None
+    return values[min(len(values) - 1, max(0, math.ceil(q * len(values)) - 1))]
+
+
+def _latency(p50: float | None, p95: float | None) -> str:
+    if p50 is None or p95 is None:
+        return "no diagnosis in this stretch"
+    return f"{p50:.0f} ms / {p95:.0f} ms (receipt to diagnosis)"
