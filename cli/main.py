@@ -138,6 +138,42 @@ def schemas_export(
         typer.echo(f"wrote {path}")
 
 
+@db_app.command("prune")
+def db_prune(
+    ctx: typer.Context,
+    older_than: Annotated[
+        str | None,
+        typer.Option(
+            help="Delete outcomes stored longer ago than this (30d, 12h); default "
+            "GNN_DATABASE__RETENTION_DAYS (30 days)."
+        ),
+    ] = None,
+) -> None:
+    """Delete stored outcomes past their retention: diagnoses, expirations, dead letters and
+    their keys (a later message with such a key is diagnosed afresh)."""
+    from cli.demo import duration_option
+    from service.db.reader import DiagnosisReader
+    from service.errors import ConfigurationError
+
+    settings = _settings(ctx)
+    seconds = (
+        duration_option(older_than, "--older-than")
+        if older_than is not None
+        else settings.database.retention_days * 86_400
+    )
+    before = datetime.now(UTC) - timedelta(seconds=seconds)
+    reader = DiagnosisReader(settings)
+    try:
+        deleted = reader.prune(before)
+    except ConfigurationError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from None
+    finally:
+        reader.close()
+    counts = ", ".join(f"{rows} {table}" for table, rows in deleted.items())
+    typer.echo(f"deleted what was stored before {before.isoformat(timespec='seconds')}: {counts}")
+
+
 @db_app.command("upgrade")
 def db_upgrade(
     ctx: typer.Context,

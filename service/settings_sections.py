@@ -107,6 +107,14 @@ class DatabaseSettings(SettingsSection):
     pool_timeout_s: float = Field(
         default=10.0, gt=0, le=300, description="Seconds to wait for a free connection."
     )
+    retention_days: float = Field(
+        default=30.0,
+        gt=0,
+        le=36_500,
+        description="Age in days past which `gnn-service db prune` deletes stored outcomes "
+        "(diagnoses, expirations, dead letters and their keys); nothing is deleted unless it "
+        "runs.",
+    )
     migrate_on_start: bool = Field(
         default=True, description="Apply migrations when a worker starts."
     )

@@ -59,6 +59,10 @@ class DiagnosisReader:
         """Outcomes stored since ``since`` and the diagnoses' end-to-end times."""
         return self._read(lambda repo: repo.activity(since=since))
 
+    def prune(self, before: datetime) -> dict[str, int]:
+        """Delete the outcomes stored before ``before``; rows deleted per table."""
+        return self._read(lambda repo: repo.prune(before=before))
+
     def close(self) -> None:
         """Dispose of the engine and its loop."""
         if self._open is not None:

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import TypeAdapter
-from sqlalchemy import Table, func, select
+from sqlalchemy import Table, delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -337,6 +337,29 @@ class OutcomeRepository:
             if isinstance(row["timings"], dict) and row["timings"].get("total_ms") is not None
         ]
         return Activity(counts=counts, total_ms=totals)
+
+    async def prune(self, *, before: datetime) -> dict[str, int]:
+        """Delete the outcomes whose key was stored before ``before``: their rows and their
+        keys (a later message with such a key is diagnosed afresh), in one transaction.
+
+        Returns:
+            Rows deleted per table.
+        """
+        outcomes = tables.outcomes
+        old_keys = select(outcomes.c.outcome_key).where(outcomes.c.stored_at < before)
+        targets = (
+            (tables.diagnoses, tables.diagnoses.c.snapshot_id),
+            (tables.expirations, tables.expirations.c.snapshot_id),
+            (tables.dead_letters, tables.dead_letters.c.message_key),
+        )
+        deleted: dict[str, int] = {}
+        async with self.database.engine.begin() as connection:
+            for table, key in targets:
+                result = await connection.execute(delete(table).where(key.in_(old_keys)))
+                deleted[table.name] = int(result.rowcount or 0)
+            result = await connection.execute(delete(outcomes).where(outcomes.c.stored_at < before))
+            deleted[outcomes.name] = int(result.rowcount or 0)
+        return deleted
 
     async def systems(self) -> list[tuple[str, str]]:
         """Registered systems: ``(system id, spec name)`` pairs by system id."""

@@ -435,3 +435,30 @@ def test_a_call_with_more_rows_than_one_statement_takes_stores_them_all(
     newest = run(repository.history(system_id="excavator-7", limit=3))
     assert _ids(newest) == ["s02499", "s02498", "s02497"]
     assert run(repository.get_by_snapshot(snapshot_id="s01000")) == diagnoses[1000]
+
+
+def test_prune_deletes_outcomes_stored_before_a_moment_and_frees_their_keys(
+    run: LoopRunner, repository: OutcomeRepository
+) -> None:
+    run(
+        repository.save_batch(
+            diagnoses=[diagnosis("p1"), diagnosis("p2")],
+            expired=[expired("p3")],
+            dead_letters=[("task-p4", dead_letter("p4"))],
+            specs={"excavator-7": builtin_spec("excavator")},
+        )
+    )
+    earlier = datetime.now(UTC) - timedelta(days=1)
+    assert run(repository.prune(before=earlier)) == {
+        "diagnoses": 0, "expirations": 0, "dead_letters": 0, "outcomes": 0,
+    }  # fmt: skip
+    later = datetime.now(UTC) + timedelta(seconds=1)
+    # Every kind is aged by when its key was stored (an expiry observed long ago included).
+    assert run(repository.prune(before=later)) == {
+        "diagnoses": 2, "expirations": 1, "dead_letters": 1, "outcomes": 4,
+    }  # fmt: skip
+    assert _counts(run, repository) == {
+        "diagnoses": 0, "expirations": 0, "dead_letters": 0, "systems": 1,
+    }  # fmt: skip
+    again = run(repository.save_batch(diagnoses=[diagnosis("p1")]))
+    assert again.diagnoses == 1  # its key was freed: stored afresh
