@@ -107,6 +107,7 @@ def _stream(
 ) -> None:
     """One window per machine per second; the view refreshes from the database."""
     ours = {machine.system_id for machine in machines}
+    sent_ids: set[str] = set()  # a previous run's diagnoses of the same machines are not shown
     started = time.monotonic()
     second = 0
     while True:
@@ -114,9 +115,14 @@ def _stream(
         if elapsed < duration_s and second < steps:
             for machine in machines:
                 client.submit(machine.snapshots[second])
+                sent_ids.add(machine.snapshots[second].snapshot_id)
                 machine.sent += 1
             second += 1
-        latest = [d for d in reader.latest_per_system() if d.system_id in ours]
+        latest = [
+            d
+            for d in reader.latest_per_system()
+            if d.system_id in ours and d.snapshot_id in sent_ids
+        ]
         title = f"latest stored diagnosis per machine ({elapsed:.0f} s, machine time 60x)"
         live.update(fleet_table(title, latest))
         sent_last = {m.system_id: m.snapshots[m.sent - 1].snapshot_id for m in machines}

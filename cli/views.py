@@ -52,8 +52,15 @@ def status_text(status: str) -> str:
 
 
 def likely_fault(component: ComponentDiagnosis) -> str:
-    """The component's most probable fault other than normal, with its probability."""
+    """The component's most probable fault other than normal, with its probability; for a
+    component that warns while no fault is more likely than normal, why it warns instead."""
     faults = [(p, f) for f, p in component.fault_probabilities.items() if f != "normal"]
+    normal = component.fault_probabilities.get("normal", 0.0)
+    if component.status != "ok" and (not faults or max(faults)[0] < normal):
+        where = f" at {component.top_sensors[0].id}" if component.top_sensors else ""
+        return (
+            f"no fault; anomaly {component.anomaly_score:.1f}{where}, health {component.health:.2f}"
+        )
     if not faults:
         return "normal"
     probability, fault = max(faults)

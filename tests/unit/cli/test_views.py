@@ -64,3 +64,25 @@ def test_a_console_that_is_not_a_terminal_is_wide() -> None:
     console = wide_console()  # pytest captures stdout: not a terminal
     assert not console.is_terminal
     assert console.width >= 200
+
+
+def test_a_component_that_warns_without_a_likely_fault_says_why() -> None:
+    from cli.views import likely_fault
+
+    quiet = ComponentDiagnosis.model_validate(
+        {
+            "component_id": "pump",
+            "health": 0.55,
+            "status": "warning",
+            "fault": "normal",
+            "fault_probabilities": {"normal": 0.7, "pump_internal_leak": 0.3},
+            "anomaly_score": 4.2,
+            "top_sensors": [{"id": "pump_flow", "score": 0.9}],
+            "top_connections": [],
+        }
+    )
+    assert likely_fault(quiet) == "no fault; anomaly 4.2 at pump_flow, health 0.55"
+    faulty = quiet.model_copy(
+        update={"fault_probabilities": {"normal": 0.2, "pump_internal_leak": 0.8}}
+    )
+    assert likely_fault(faulty) == "pump_internal_leak (0.80)"
