@@ -144,6 +144,8 @@ def _run(
         ("batched", batched_env, config.workers),
         # the same without freezing the heap after the model load (GNN_WORKER__FREEZE_HEAP)
         ("batched_unfrozen", {**batched_env, "GNN_WORKER__FREEZE_HEAP": "false"}, config.workers),
+        # the same with the snapshot task events Flower reads (on by default outside benchmarks)
+        ("batched_events", {**batched_env, "GNN_WORKER__SEND_TASK_EVENTS": "true"}, config.workers),
         ("embedded_batched", embedded_env, config.workers),
     ]
     for name, env, processes in variants:
@@ -167,6 +169,7 @@ def _run(
         "pipeline_efficiency": batched / results["raw_model"]["features_forward_rps"],
         "vs_naive_throughput": batched / results["naive"]["drain_throughput_rps"],
         "heap_freeze_gain": batched / results["batched_unfrozen"]["drain_throughput_rps"],
+        "task_events_cost": 1.0 - results["batched_events"]["drain_throughput_rps"] / batched,
         "p95_ms_at_50rps": results["batched"]["p95_ms_at_50rps"],
         "p95_ms_at_2x_naive": results["batched"]["p95_ms_at_2x_naive"],
     }
