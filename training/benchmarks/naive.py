@@ -36,14 +36,16 @@ def create_naive_app(settings: Settings) -> WorkerApp:
 
 
 def register_naive_task(app: WorkerApp) -> None:
-    """Register the snapshot task: each call loads the model once per process (then keeps
-    it), diagnoses its one snapshot with the worker's batch processor, inserts the row and
-    returns the outcome for Celery to store."""
+    """Register the snapshot task. Each pool process loads the model when it starts (as the
+    batched workers do, within ``GNN_WORKER__PROCESS_INIT_TIMEOUT_S``, so that no task's time
+    limit includes the load); each call diagnoses its one snapshot with the worker's batch
+    processor, inserts the row and returns the outcome for Celery to store."""
+    from celery import signals
+
     state: dict[str, Any] = {}
 
-    @app.task(name=TASK_DIAGNOSE, bind=True, shared=False)  # type: ignore[untyped-decorator]
-    def diagnose_one(self: Any, snapshot: dict[str, Any]) -> dict[str, Any]:
-        # Imported in the pool's processes, after the fork, as the batched workers do.
+    def load(**_: Any) -> None:
+        # In the pool's processes, after the fork, as the batched workers do.
         from machines.catalog import builtin_spec
         from worker.model_source import ModelSource
         from worker.pipeline import BatchProcessor
@@ -51,14 +53,20 @@ def register_naive_task(app: WorkerApp) -> None:
         from worker.storage import OutcomeStore
 
         resources = app.open_process_resources()
-        if "processor" not in state:
-            runner = ModelSource(app.settings, model_registry(app.settings, resources)).load()
-            state["processor"] = BatchProcessor(
-                settings=app.settings, runner=runner, resolve_spec=builtin_spec
-            )
-            state["store"] = OutcomeStore(resources)
-            if app.settings.worker.freeze_heap:
-                freeze_heap()  # as the batched workers do after their load
+        runner = ModelSource(app.settings, model_registry(app.settings, resources)).load()
+        state["processor"] = BatchProcessor(
+            settings=app.settings, runner=runner, resolve_spec=builtin_spec
+        )
+        state["store"] = OutcomeStore(resources)
+        if app.settings.worker.freeze_heap:
+            freeze_heap()
+
+    signals.worker_process_init.connect(load, weak=False)
+
+    @app.task(name=TASK_DIAGNOSE, bind=True, shared=False)  # type: ignore[untyped-decorator]
+    def diagnose_one(self: Any, snapshot: dict[str, Any]) -> dict[str, Any]:
+        if "processor" not in state:  # a solo pool: no process of its own was started
+            load()
         headers = {"id": self.request.id, "expires": self.request.expires}
         result = state["processor"].process([decoded_incoming(snapshot, headers)])
         if result.error is not None:
