@@ -13,7 +13,7 @@ that fails is logged and counted, and the next batch tries again on a fresh conn
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from loguru import logger
@@ -31,11 +31,11 @@ class TaskEvents:
 
     Args:
         app: The worker's Celery app (its broker and event settings).
-        hostname: The Celery node name the events carry (Flower's worker name); read when
-            the first batch is sent, since Celery names the node after the app is built.
+        hostname: Gives the Celery node name the events carry (Flower's worker name); called
+            when the first batch is sent, since Celery names the node after the app is built.
     """
 
-    def __init__(self, app: Any, hostname: Any) -> None:
+    def __init__(self, app: Any, hostname: Callable[[], str]) -> None:
         self.app = app
         self._hostname = hostname
         self._connection: Any = None
@@ -96,7 +96,7 @@ class TaskEvents:
             self._connection = self.app.connection_for_write()
             self._dispatcher = self.app.events.Dispatcher(
                 self._connection,
-                hostname=str(self._hostname()),
+                hostname=self._hostname(),
                 enabled=True,
                 buffer_group={"task"},
                 buffer_limit=_BUFFER_LIMIT,
