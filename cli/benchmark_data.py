@@ -279,7 +279,7 @@ def hydraulic(
 
 
 def adapt(
-    dataset: Annotated[str, typer.Argument(help="Data set: hydraulic.")],
+    dataset: Annotated[str, typer.Argument(help="Data set: hydraulic or skab.")],
     data_dir: Annotated[Path, typer.Option(help="The data set's directory.")],
     out: Annotated[Path, typer.Option(help="Folder for the spec, recordings and labels.")],
     seed: Annotated[int, typer.Option(help="Seed of the held-out test fold.")] = 0,
@@ -287,13 +287,20 @@ def adapt(
     """Write a real data set as a user's machine (spec, recordings, labels table), for the
     product path: import, train and evaluate then run as for any machine (docs/benchmarks.md)."""
     require_extra("benchmark adapt")
-    from training.benchmarks.hydraulic.adapter import adapt_hydraulic
-    from training.benchmarks.hydraulic.dataset import load_hydraulic
-
-    if dataset != "hydraulic":
-        raise typer.BadParameter(f"unknown data set {dataset!r}: hydraulic", param_hint="DATASET")
+    if dataset not in ("hydraulic", "skab"):
+        raise typer.BadParameter(
+            f"unknown data set {dataset!r}: hydraulic or skab", param_hint="DATASET"
+        )
     try:
-        files = adapt_hydraulic(load_hydraulic(data_dir), out, seed=seed)
+        if dataset == "hydraulic":
+            from training.benchmarks.hydraulic.adapter import adapt_hydraulic
+            from training.benchmarks.hydraulic.dataset import load_hydraulic
+
+            files = adapt_hydraulic(load_hydraulic(data_dir), out, seed=seed)
+        else:
+            from training.benchmarks.skab.adapter import adapt_skab
+
+            files = adapt_skab(data_dir, out, seed=seed)
     except (OSError, ValueError) as exc:
         raise typer.BadParameter(str(exc), param_hint="--data-dir") from None
     console = Console()

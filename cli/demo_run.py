@@ -76,6 +76,8 @@ def run_demo(
             Live(console=console, refresh_per_second=4) as live,
         ):
             _stream(client, reader, machines, live, steps=steps, duration_s=duration_s)
+        if not console.is_terminal:
+            console.line()  # off a terminal, Live leaves its last frame without a newline
         stored = sum(
             len(reader.history(m.system_id, since=started_at, limit=10_000)) for m in machines
         )

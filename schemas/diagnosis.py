@@ -39,7 +39,8 @@ class Contribution(BaseModel):
 
 
 class RemainingLife(BaseModel):
-    """Remaining useful life estimate with an uncertainty interval.
+    """Remaining useful life estimate with an uncertainty interval, each at most 1000 h:
+    the cap means no failure in sight.
 
     Attributes:
         hours: Point estimate in hours.

@@ -14,6 +14,7 @@ from datetime import datetime
 
 from pydantic import TypeAdapter
 
+from machines import RUL_CAP_HOURS
 from schemas import (
     NORMAL_FAULT,
     ComponentDiagnosis,
@@ -77,6 +78,11 @@ def status_of(
     return "ok"
 
 
+def _hours(value: float) -> float:
+    """Remaining life in hours within ``[0, RUL_CAP_HOURS]``."""
+    return min(max(0.0, value), RUL_CAP_HOURS)
+
+
 def component_diagnoses(
     sample: GraphSample, output: ModelOutput, rules: DiagnosisSettings
 ) -> tuple[list[ComponentDiagnosis], float]:
@@ -96,7 +102,8 @@ def component_diagnoses(
             probabilities[graph.fault_ids[f]] = _unit(values.fault[f])
         fault = max(probabilities, key=probabilities.__getitem__)
         health = _unit(values.health[c])
-        hours = max(0.0, values.rul[c])
+        # Training targets stop at the cap ("no failure in sight"): so does the estimate.
+        hours = _hours(values.rul[c])
         nodes = graph.component_sensors[c].tolist()
         ranked = sorted(nodes, key=lambda n: -values.sensor_score[n])[:k]  # stable: ties in order
         # A connection explains a component's result when the component at its other end is
@@ -115,8 +122,8 @@ def component_diagnoses(
                 "anomaly_score": anomalies[c],
                 "rul": {
                     "hours": hours,
-                    "low_hours": min(hours, max(0.0, values.rul_low[c])),
-                    "high_hours": max(hours, values.rul_high[c]),
+                    "low_hours": min(hours, _hours(values.rul_low[c])),
+                    "high_hours": max(hours, _hours(values.rul_high[c])),
                 },
                 "top_sensors": [
                     {"id": graph.sensor_ids[n], "score": max(0.0, values.sensor_score[n])}

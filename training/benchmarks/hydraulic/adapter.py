@@ -13,14 +13,19 @@ runs' readings only.
 from __future__ import annotations
 
 import csv
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
 
 import numpy as np
 import numpy.typing as npt
 import yaml
 
+from training.benchmarks.adapted import (
+    LABEL_COLUMNS,
+    RUN_COLUMN,
+    TIME_COLUMN,
+    AdaptedFiles,
+    flagged_stretches,
+)
 from training.benchmarks.hydraulic.dataset import (
     CYCLE_STEPS,
     SAMPLE_RATE_HZ,
@@ -32,30 +37,6 @@ from training.benchmarks.hydraulic.dataset import (
     hydraulic_spec,
 )
 from training.benchmarks.hydraulic.protocol import grouped_folds
-
-RUN_COLUMN: Final = "run"
-TIME_COLUMN: Final = "t_s"
-LABEL_COLUMNS: Final = ("run", "component", "fault", "start_s", "end_s")
-
-
-@dataclass(frozen=True)
-class AdaptedFiles:
-    """What the adapter wrote.
-
-    Attributes:
-        spec: The machine (``spec.yaml``).
-        train, test: Recordings of the training and the test runs, one CSV each with a run
-            column and a time column in seconds.
-        labels: The labels table of every run.
-        train_runs, test_runs: Runs on each side.
-    """
-
-    spec: Path
-    train: Path
-    test: Path
-    labels: Path
-    train_runs: int
-    test_runs: int
 
 
 def adapt_hydraulic(
@@ -78,11 +59,8 @@ def adapt_hydraulic(
     fold = grouped_folds(group, folds, seed)
     test = fold == test_fold
     spec = hydraulic_spec(fit_normal_ranges(data.readings[~test]))
-    paths = AdaptedFiles(
-        spec=out / "spec.yaml",
-        train=out / "train.csv",
-        test=out / "test.csv",
-        labels=out / "labels.csv",
+    paths = AdaptedFiles.under(
+        out,
         train_runs=len(np.unique(group[~test])),
         test_runs=len(np.unique(group[test])),
     )
@@ -140,6 +118,4 @@ def _label_rows(data: HydraulicData, cycles: npt.NDArray[np.int64], run_id: str)
 def _intervals_s(labels: npt.NDArray[np.int64]) -> list[tuple[float, float]]:
     """``[start_s, end_s)`` of each stretch of consecutive cycles with a non-zero label."""
     cycle_s = CYCLE_STEPS / SAMPLE_RATE_HZ
-    flagged = np.concatenate([[0], (labels > 0).astype(np.int64), [0]])
-    edges = np.flatnonzero(np.diff(flagged)) * cycle_s
-    return list(zip(edges[::2].tolist(), edges[1::2].tolist(), strict=True))
+    return [(first * cycle_s, end * cycle_s) for first, end in flagged_stretches(labels)]

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# A real data set through the product path: the data-set adapter, then the import, train and
+# evaluate commands a user runs, with their default options.
+#   benchmarks/product_path.sh hydraulic|skab
+# Writes everything under $OUT (default benchmarks/results/product-<data set>);
+# docs/benchmarks.md has the figures.
+set -euo pipefail
+SET=${1:?usage: benchmarks/product_path.sh hydraulic|skab}
+case "$SET" in
+  hydraulic) DEFAULT_DATA=../shared/data/uci_hydraulic_1hz ;;
+  skab) DEFAULT_DATA=../shared/data/skab ;;
+  *) echo "unknown data set '$SET': hydraulic or skab" >&2; exit 2 ;;
+esac
+DATA=${DATA:-$DEFAULT_DATA}
+OUT=${OUT:-benchmarks/results/product-$SET}
+SEED=${SEED:-0}
+G=${CLI:-gnn-service}
+rm -rf "$OUT/runs" "$OUT/model"
+$G benchmark adapt "$SET" --data-dir "$DATA" --out "$OUT" --seed "$SEED"
+for side in train test; do
+  $G import "$OUT/$side.csv" --spec "$OUT/spec.yaml" --labels "$OUT/labels.csv" \
+    --run-column run --time-column t_s --out "$OUT/runs/$side" > "$OUT/import-$side.log"
+done
+$G train --data "$OUT/runs/train" --out "$OUT/model" --name "$SET" --version 1 \
+  --seed "$SEED" | tee "$OUT/train.log"
+$G evaluate "$OUT/model/$SET.gnnckpt" --data "$OUT/runs/test" \
+  --json "$OUT/evaluate.json" | tee "$OUT/evaluate.log"
