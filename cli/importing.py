@@ -185,14 +185,12 @@ def print_report(report: ImportReport, console: Console) -> None:
         for line in _details(run):
             console.print(f"{run.run}: {line}", markup=False)
     if report.unused_label_runs:
+        from training.validation_split import first_names
+
         unused = report.unused_label_runs
-        more = (
-            f" and {len(unused) - _NAMED} more (all in the report)" if len(unused) > _NAMED else ""
-        )
         console.print(
             f"labels table names {len(unused)} run(s) not imported (ignored): "
-            + ", ".join(unused[:_NAMED])
-            + more,
+            + first_names(unused, _NAMED, rest=" (all in the report)"),
             markup=False,
         )
     console.print(

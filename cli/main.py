@@ -28,6 +28,7 @@ from cli.importing import import_runs
 from cli.models import models_app
 from cli.produce import produce
 from cli.status import dead_letters, status
+from cli.stored import read_stored, settings_of
 from cli.train import evaluate, train
 from service.settings import SecuritySettings, Settings, describe_error, misspelled_variables
 
@@ -81,12 +82,6 @@ def _root(ctx: typer.Context) -> None:
     ctx.obj = load_settings()
 
 
-def _settings(ctx: typer.Context) -> Settings:
-    settings = ctx.find_root().obj
-    assert isinstance(settings, Settings)
-    return settings
-
-
 @app.command()
 def version() -> None:
     """Print the versions of gnn-service and its main libraries."""
@@ -102,7 +97,7 @@ def config_show(ctx: typer.Context) -> None:
     from service.embedded import EmbeddedRedis
     from service.settings import mask_url
 
-    settings = _settings(ctx)
+    settings = settings_of(ctx)
     shown = settings.masked()
     embedded = EmbeddedRedis(settings.data_dir)
     for section, url in (("broker", embedded.broker_url), ("result_backend", embedded.backend_url)):
@@ -152,24 +147,15 @@ def db_prune(
     """Delete stored outcomes past their retention: diagnoses, expirations, dead letters and
     their keys (a later message with such a key is diagnosed afresh)."""
     from cli.demo import duration_option
-    from service.db.reader import DiagnosisReader
-    from service.errors import ConfigurationError
 
-    settings = _settings(ctx)
+    settings = settings_of(ctx)
     seconds = (
         duration_option(older_than, "--older-than")
         if older_than is not None
         else settings.database.retention_days * 86_400
     )
     before = datetime.now(UTC) - timedelta(seconds=seconds)
-    reader = DiagnosisReader(settings)
-    try:
-        deleted = reader.prune(before)
-    except ConfigurationError as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(1) from None
-    finally:
-        reader.close()
+    deleted = read_stored(settings, lambda reader: reader.prune(before))
     counts = ", ".join(f"{rows} {table}" for table, rows in deleted.items())
     typer.echo(f"deleted what was stored before {before.isoformat(timespec='seconds')}: {counts}")
 
@@ -183,7 +169,7 @@ def db_upgrade(
     from service.db.migrate import current_revision, upgrade
     from service.settings import mask_url
 
-    settings = _settings(ctx)
+    settings = settings_of(ctx)
     upgrade(settings.database_url, revision)
     now = current_revision(settings.database_url)
     typer.echo(f"database {mask_url(settings.database_url)} at revision {now}")
@@ -194,7 +180,7 @@ def embedded_status(ctx: typer.Context) -> None:
     """Say whether the embedded redis-server of the data directory runs."""
     from service.embedded import EmbeddedRedis
 
-    server = EmbeddedRedis(_settings(ctx).data_dir)
+    server = EmbeddedRedis(settings_of(ctx).data_dir)
     state = "running" if server.is_running() else "stopped"
     typer.echo(f"embedded redis-server {state} on {server.socket}")
 
@@ -204,7 +190,7 @@ def embedded_stop(ctx: typer.Context) -> None:
     """Stop the embedded redis-server (its queue is kept on disk for the next start)."""
     from service.embedded import EmbeddedRedis
 
-    stopped = EmbeddedRedis(_settings(ctx).data_dir).stop()
+    stopped = EmbeddedRedis(settings_of(ctx).data_dir).stop()
     typer.echo("stopped" if stopped else "was not running")
 
 
@@ -217,7 +203,7 @@ def worker(
     from service.logging import configure_logging
     from worker.app import create_app, run_worker
 
-    settings = _settings(ctx)
+    settings = settings_of(ctx)
     configure_logging(level=settings.log_level, fmt=settings.log_format)
     run_worker(create_app(settings), hostname=hostname)
 
@@ -235,7 +221,7 @@ def ping(
     from service.results import release_result
     from service.wire import CORRELATION_HEADER, TASK_PING
 
-    celery_app = create_service_app(_settings(ctx))
+    celery_app = create_service_app(settings_of(ctx))
     # Celery reconnects to a lost result backend 20 times, a second apart, by default; a
     # ping gives up on it within its own --timeout instead.
     celery_app.conf.result_backend_transport_options = {
@@ -284,7 +270,7 @@ def run(
     from service.settings import mask_url
 
     seconds = _run_seconds(duration)
-    settings = _settings(ctx)
+    settings = settings_of(ctx)
     if flower and settings.security.flower_password is not None:
         flower_basic_auth(settings.security)  # unset, the demo makes one up; blank is refused
     upgrade(settings.database_url)
@@ -348,24 +334,17 @@ def diagnoses(
 ) -> None:
     """Stored diagnoses: a system's history, newest first, or the latest of every system."""
     from cli.views import fleet_table, history_table, print_table, wide_console
-    from service.db.reader import DiagnosisReader
-    from service.errors import ConfigurationError
 
-    settings = _settings(ctx)
+    settings = settings_of(ctx)
     moment = parse_since(since) if since else None
-    reader = DiagnosisReader(settings)
-    try:
-        if system is None:
-            found = reader.latest_per_system(limit=limit)
-            if moment is not None:
-                found = [item for item in found if item.created_at >= moment]
-        else:
-            found = reader.history(system, since=moment, limit=limit)
-    except ConfigurationError as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(1) from None
-    finally:
-        reader.close()
+    if system is None:
+        found = read_stored(settings, lambda reader: reader.latest_per_system(limit=limit))
+        if moment is not None:
+            found = [item for item in found if item.created_at >= moment]
+    else:
+        found = read_stored(
+            settings, lambda reader: reader.history(system, since=moment, limit=limit)
+        )
     if as_json:
         for item in found:
             typer.echo(item.model_dump_json())
@@ -399,7 +378,7 @@ def exporter(ctx: typer.Context) -> None:
     from service.errors import ConfigurationError
     from worker.app import queue_collector
 
-    settings = _settings(ctx)
+    settings = settings_of(ctx)
     registry = CollectorRegistry()
     registry.register(queue_collector(settings))
     config = settings.observability
@@ -434,7 +413,7 @@ def flower(ctx: typer.Context) -> None:
     """
     from worker.app import create_app
 
-    settings = _settings(ctx)
+    settings = settings_of(ctx)
     security = settings.security
     auth = flower_basic_auth(security)
     celery_app = create_app(settings)

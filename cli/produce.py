@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from cli.demo import FaultOption, SeedOption, duration_option, faults_option, spec_option
+from cli.stored import answering_workers, settings_of
 from machines.run_io import read_run
 from machines.windows import demo_system_id
 from producer.client import ProducerClient
@@ -63,8 +64,7 @@ def produce(
 
     Either --system (a simulated machine, with optional --fault) or --file (a recorded run).
     """
-    settings = ctx.find_root().obj
-    assert isinstance(settings, Settings)
+    settings = settings_of(ctx)
     if (system is None) == (file is None):
         raise typer.BadParameter("give exactly one of --system or --file", param_hint="--system")
     step = stride or window
@@ -153,10 +153,8 @@ def _check_window(window: int, settings: Settings) -> None:
 
 def _warn_without_workers(settings: Settings) -> None:
     """Say so when no worker answers a broadcast ping: the snapshots then wait in the queue."""
-    from service.celery_app import create_service_app
-
     try:
-        replies = create_service_app(settings).control.ping(timeout=_WORKER_WAIT_S)
+        replies = answering_workers(settings, _WORKER_WAIT_S)
     except Exception as exc:  # a check, never a reason to fail the command
         typer.echo(f"warning: could not ask for workers ({exc})", err=True)
         return

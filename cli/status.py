@@ -12,16 +12,10 @@ import typer
 from rich.table import Table
 
 from cli.demo import duration_option
+from cli.stored import answering_workers, read_stored, settings_of
 from cli.views import print_table, wide_console
-from service.settings import Settings
 
 _PING_S = 1.0
-
-
-def _settings(ctx: typer.Context) -> Settings:
-    settings = ctx.find_root().obj
-    assert isinstance(settings, Settings)
-    return settings
 
 
 def status(
@@ -33,28 +27,18 @@ def status(
 ) -> None:
     """Queue depth, workers answering, and over --last: outcomes, rate, p50/p95 latency."""
     from producer.client import ProducerClient
-    from service.celery_app import create_service_app
-    from service.db.reader import DiagnosisReader
-    from service.errors import ConfigurationError
 
-    settings = _settings(ctx)
+    settings = settings_of(ctx)
     seconds = duration_option(last, "--last")
     if not seconds > 0:
         raise typer.BadParameter("must be longer than 0 s", param_hint="--last")
     with ProducerClient(settings) as client:
         depth = client.queue_depth()
-    workers = create_service_app(settings).control.ping(timeout=_PING_S) or []
-    reader = DiagnosisReader(settings)
-    try:
-        activity = reader.activity(datetime.now(UTC) - timedelta(seconds=seconds))
-    except ConfigurationError as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(1) from None
-    finally:
-        reader.close()
+    answering = answering_workers(settings, _PING_S)
+    since = datetime.now(UTC) - timedelta(seconds=seconds)
+    activity = read_stored(settings, lambda reader: reader.activity(since))
     totals = sorted(activity.total_ms)
     p50, p95 = _quantile(totals, 0.50), _quantile(totals, 0.95)
-    answering = sorted(name for reply in workers for name in reply)
     summary: dict[str, object] = {
         "queue": settings.worker.queue,
         "queue_depth": depth,
@@ -74,7 +58,7 @@ def status(
     names = ", ".join(answering) or f"none within {_PING_S:g} s"
     rows = [
         ("queue", f"{summary['queue']}: {depth} waiting"),
-        ("workers answering", f"{len(workers)} ({names})"),
+        ("workers answering", f"{len(answering)} ({names})"),
         (
             "diagnosed",
             f"{activity.counts['diagnosed']} ({activity.counts['diagnosed'] / seconds:.2f}/s)",
@@ -100,20 +84,14 @@ def dead_letters(
     ] = False,
 ) -> None:
     """Stored dead letters, newest first: when, key, reason, the field at fault and why."""
-    from service.db.reader import DiagnosisReader
-    from service.errors import ConfigurationError
 
     moment = None
     if since is not None:
         moment = datetime.now(UTC) - timedelta(seconds=duration_option(since, "--since"))
-    reader = DiagnosisReader(_settings(ctx))
-    try:
-        found = reader.dead_letters(since=moment, reason=reason, limit=limit)
-    except ConfigurationError as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(1) from None
-    finally:
-        reader.close()
+    found = read_stored(
+        settings_of(ctx),
+        lambda reader: reader.dead_letters(since=moment, reason=reason, limit=limit),
+    )
     if as_json:
         for entry in found:
             row = {"message_key": entry.message_key, "stored_at": entry.stored_at.isoformat()}

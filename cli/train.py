@@ -13,6 +13,7 @@ import json
 import math
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
@@ -26,7 +27,10 @@ from cli.errors import require_extra
 
 if TYPE_CHECKING:
     from training.comparison import Comparison
-    from training.fit import ProgressCallback
+    from training.fit import ProgressCallback, TrainConfig
+    from training.recipes import Recipe
+    from training.train_data import DataRequest, TrainingData
+    from training.train_run import TrainingRun
 
 _HEADS = (
     ("fault_macro_f1", "fault F1", "{:.3f}"),
@@ -67,6 +71,64 @@ def run_files(paths: Sequence[Path] | None) -> list[Path]:
             )
         files += found
     return files
+
+
+def _train_choosing_scaling(
+    console: Console,
+    request: DataRequest,
+    scalings: Sequence[str],
+    *,
+    config: TrainConfig,
+    recipe: Recipe,
+    false_alarm: float,
+) -> tuple[TrainingData, TrainingRun]:
+    """Train once per input scaling and keep the run better on the validation runs (by
+    :attr:`~training.comparison.Comparison.score`; a tie keeps the first)."""
+    from training.train_data import prepare
+    from training.train_run import train_and_compare
+
+    said: set[str] = set()
+    tried = []
+    for scaling in scalings:
+        prepared = prepare(replace(request, input_scaling=scaling))
+        for note in prepared.notes:
+            if note not in said:
+                say(console, note)
+        said.update(prepared.notes)
+        with progress_bar(console) as progress:
+            run = train_and_compare(
+                prepared, config=config, model_config=recipe.model, progress=progress,
+                false_alarm=false_alarm, recipe=recipe.name,
+            )  # fmt: skip
+        tried.append((run.comparison.score, scaling, prepared, run))
+        if len(scalings) > 1:
+            say(console, f"input scaling {scaling}: {describe_score(run.comparison)}")
+    best = max(range(len(tried)), key=lambda i: tried[i][0])  # a tie keeps the first
+    _, scaling, prepared, run = tried[best]
+    run.record["input_scaling"] = {
+        "chosen": scaling,
+        "validation_score": {
+            item[1]: item[0] if math.isfinite(item[0]) else None for item in tried
+        },
+    }
+    if len(scalings) > 1:
+        say(console, f"input scaling: {scaling} (better on the validation runs)")
+    return prepared, run
+
+
+def describe_score(comparison: Comparison) -> str:
+    """The compared validation metrics of the GNN (and the baseline) in one line."""
+    from training.comparison import COMPARED
+
+    def value(metrics: Mapping[str, Any] | None, key: str) -> str:
+        number = None if metrics is None else metrics.get(key)
+        return "undefined" if number is None or not math.isfinite(number) else f"{number:.3f}"
+
+    parts = [
+        f"{words} {value(comparison.gnn, key)} (baseline {value(comparison.baseline, key)})"
+        for key, words in COMPARED
+    ]
+    return "validation " + ", ".join(parts)
 
 
 def finite_or_none(metrics: Mapping[str, Any]) -> dict[str, Any]:
@@ -266,6 +328,15 @@ def train(
     epochs: Annotated[
         int | None, typer.Option(min=1, help="Most epochs (default: the recipe's, 120 or 20).")
     ] = None,
+    input_scaling: Annotated[
+        str | None,
+        typer.Option(
+            help="How readings of run files become model inputs: 'quantiles' (by the training "
+            "runs' quantiles of each sensor), 'range' (by the spec's normal range) or 'auto' "
+            "(train both, keep the one better on the validation runs); default: the recipe's "
+            "(machine: auto, universal: range)."
+        ),
+    ] = None,
     name: Annotated[str, typer.Option(help="Model name.")] = "universal",
     version: Annotated[str | None, typer.Option(help="Model version (default: UTC time).")] = None,
     stride: StrideOption = None,
@@ -340,9 +411,8 @@ def train(
     from machines import read_run
     from training.calibration import describe as describe_calibration
     from training.pipeline import package
-    from training.recipes import RECIPES, default_recipe, schedule
-    from training.train_data import DataRequest, prepare
-    from training.train_run import train_and_compare
+    from training.recipes import INPUT_SCALINGS, RECIPES, default_recipe, scalings_to_try, schedule
+    from training.train_data import DataRequest
     from worker.model.loader import CHECKPOINT_SUFFIX
     from worker.model.registry import check_name, check_version
 
@@ -354,6 +424,10 @@ def train(
         _fail("give --val-runs or --val-fraction, not both", 2)
     if recipe is not None and recipe not in RECIPES:
         _fail(f"--recipe must be one of {', '.join(RECIPES)}, got {recipe!r}", 2)
+    if input_scaling is not None and input_scaling not in INPUT_SCALINGS:
+        _fail(
+            f"--input-scaling must be one of {', '.join(INPUT_SCALINGS)}, got {input_scaling!r}", 2
+        )
     chosen = RECIPES[recipe] if recipe else default_recipe(generated=bool(system))
     with errors_as_lines():
         check_name(name)
@@ -370,20 +444,16 @@ def train(
             val_fraction=val_fraction,
             max_horizon=chosen.max_horizon,
         )
-        prepared = prepare(request)
         say(console, f"recipe: {chosen.name}" + ("" if recipe else " (the default for this data)"))
-        for note in prepared.notes:
-            say(console, note)
         config = schedule(
             chosen, epochs=epochs, seed=seed, threads=threads, max_seconds=time_budget,
             learning_rate=learning_rate, batch_size=batch_size, patience=patience,
             faulty_weight=faulty_weight,
         )  # fmt: skip
-        with progress_bar(console) as progress:
-            run = train_and_compare(
-                prepared, config=config, model_config=chosen.model, progress=progress,
-                false_alarm=false_alarm, recipe=chosen.name,
-            )  # fmt: skip
+        scalings = scalings_to_try(input_scaling or chosen.input_scaling, generated=bool(system))
+        prepared, run = _train_choosing_scaling(
+            console, request, scalings, config=config, recipe=chosen, false_alarm=false_alarm
+        )
         path = out / f"{name}{CHECKPOINT_SUFFIX}"
         sha256 = package(
             run.fitted, path, name=name, version=tag, specs=prepared.specs,

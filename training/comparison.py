@@ -65,6 +65,13 @@ class Comparison:
     warnings: tuple[str, ...]
     baseline_note: str
 
+    @property
+    def score(self) -> float:
+        """The GNN's mean of the :data:`COMPARED` metrics defined on these windows (``-inf``
+        when none is): how training options are chosen on validation runs."""
+        values = [float(self.gnn[key]) for key, _ in COMPARED if _finite(self.gnn.get(key))]
+        return sum(values) / len(values) if values else -math.inf
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (``nan`` becomes ``null``; the reasons say why)."""
         return finite_or_none(

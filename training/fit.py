@@ -306,11 +306,8 @@ class TrainConfig:
             inputs (when ``level_corruption`` > 0); the other steps train every head on
             unshifted windows.
         max_seconds: Stop after the epoch that passes this wall-clock budget.
-        select_on: The validation score that selects the kept epoch and stops early:
-            ``selection`` (the validation loss), ``fault_selection`` (the share of
-            components labelled wrong, the loss breaking ties; see
-            :func:`training.objective.validation_loss`), or ``last``: the last epoch's
-            weights, validation only recorded (no early stopping).
+        select_on: ``selection``: the validation loss selects the kept epoch and stops early;
+            ``last``: the last epoch's weights, validation only recorded (no early stopping).
         min_steps: Least optimiser steps: with few training windows, more epochs than
             ``epochs`` so that training takes at least this many steps (0: ``epochs``).
     """
@@ -328,7 +325,7 @@ class TrainConfig:
     level_corruption: float = 0.2
     corrupted_fraction: float = 0.5
     max_seconds: float | None = None
-    select_on: Literal["selection", "fault_selection", "last"] = "selection"
+    select_on: Literal["selection", "last"] = "selection"
     min_steps: int = 0
 
     def __post_init__(self) -> None:
@@ -440,7 +437,7 @@ def train_model(
                 lambda model: validation_loss(
                     model, val_windows, config.loss, batch_size=config.batch_size * 2
                 ),
-                key="selection" if config.select_on == "last" else config.select_on,
+                key="selection",
                 keep_best=config.select_on != "last",
             ),
             progress=progress,

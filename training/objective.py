@@ -112,38 +112,17 @@ def validation_loss(
     batch_size: int,
 ) -> dict[str, float]:
     """Mean :func:`training_loss` terms over ``windows`` in eval mode, ``batch_size`` windows
-    per forward pass (batches weighted by their size), and two decision scores:
-
-    - ``fault_error``: the share of components with a known fault label whose most probable
-      candidate is not it (0 when none is known);
-    - ``fault_selection``: ``fault_error`` plus a thousandth of ``selection``, which breaks
-      ties between epochs that label alike (and selects alone when no fault is labelled).
-    """
-    from training.evaluate import predicted_codes
-
+    per forward pass (batches weighted by their size)."""
     model.eval()
     sums: dict[str, float] = {}
-    wrong = known = 0
     with torch.inference_mode():
         for start in range(0, len(windows), batch_size):
             chunk = windows[start : start + batch_size]
             labelled = collate_labelled(chunk)
-            output = model(labelled.batch)
-            terms = training_loss(output, labelled, config)
+            terms = training_loss(model(labelled.batch), labelled, config)
             for name, value in terms.items():
                 sums[name] = sums.get(name, 0.0) + float(value) * len(chunk)
-            valid = labelled.targets.fault_valid.numpy()
-            codes = predicted_codes(output, labelled.batch)
-            wrong += int(((codes != labelled.targets.fault_index.numpy()) & valid).sum())
-            known += int(valid.sum())
-    means = {name: value / len(windows) for name, value in sums.items()}
-    means["fault_error"] = wrong / known if known else 0.0
-    means["fault_selection"] = means["fault_error"] + SELECTION_TIE_BREAK * means["selection"]
-    return means
-
-
-SELECTION_TIE_BREAK = 1e-3
-"""Weight of the validation loss in ``fault_selection``."""
+    return {name: value / len(windows) for name, value in sums.items()}
 
 
 def _weighted_mean(values: Tensor, weight: Tensor) -> Tensor:

@@ -47,16 +47,24 @@ class Recipe:
         model: The architecture.
         train: The schedule (epochs, batch, learning rate, augmentation, loss weights).
         max_horizon: Most forecast steps (a sixth of the window when that is fewer).
+        input_scaling: ``range`` (each sensor by its spec's normal range), ``quantiles``
+            (by the training runs' quantiles; :class:`training.train_data.DataRequest`) or
+            ``auto`` (both trained, the one better on the validation runs kept).
     """
 
     name: str
     model: ModelConfig
     train: TrainConfig
     max_horizon: int
+    input_scaling: str = "range"
 
     def to_dict(self) -> dict[str, object]:
         """JSON-ready description for the checkpoint's training record."""
-        return {"name": self.name, "max_forecast_horizon": self.max_horizon}
+        return {
+            "name": self.name,
+            "max_forecast_horizon": self.max_horizon,
+            "input_scaling": self.input_scaling,
+        }
 
 
 UNIVERSAL: Final = Recipe("universal", ModelConfig(), TrainConfig(epochs=20), max_horizon=10)
@@ -81,9 +89,23 @@ MACHINE: Final = Recipe(
         min_steps=2400,
     ),
     max_horizon=2,
+    input_scaling="auto",
 )
 
 RECIPES: Final = {recipe.name: recipe for recipe in (UNIVERSAL, MACHINE)}
+
+INPUT_SCALINGS: Final = ("auto", "quantiles", "range")
+"""Values of ``--input-scaling``."""
+
+
+def scalings_to_try(chosen: str, *, generated: bool) -> tuple[str, ...]:
+    """The input scalings to train: both for ``auto`` on run files only (range first, so
+    that it wins a tie), else the one asked for (``range`` for generated data)."""
+    if generated:
+        return ("range",)
+    return ("range", "quantiles") if chosen == "auto" else (chosen,)
+
+
 """Every recipe by name."""
 
 

@@ -11,7 +11,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
+
+import numpy as np
+import numpy.typing as npt
 
 from machines import Run, builtin_spec
 from schemas import SystemSpec
@@ -31,6 +34,7 @@ from training.pipeline import DataPlan, contract_for
 from training.validation_split import ValidationSplit, split_runs
 from training.window_contract import DEFAULT_HORIZON, WindowChoice, choose_window
 from worker.model import FeatureContract, SpecGraphCache
+from worker.model.contract import SensorQuantiles
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,9 @@ class DataRequest:
         val_runs: Run files to hold out (None: ``val_fraction`` of them).
         val_fraction: Share of run files to hold out (None: the default).
         max_horizon: Most forecast steps of the window (the training recipe's).
+        input_scaling: ``range`` (each sensor by its normal range) or ``quantiles`` (each
+            sensor of a run file by the training runs' quantiles,
+            :func:`input_quantiles`; generated data keeps ``range``). The recipe's.
     """
 
     systems: tuple[str, ...] = ()
@@ -61,6 +68,7 @@ class DataRequest:
     val_runs: int | None = None
     val_fraction: float | None = None
     max_horizon: int = DEFAULT_HORIZON
+    input_scaling: str = "range"
 
 
 @dataclass(frozen=True, eq=False)
@@ -149,6 +157,31 @@ def prepare(request: DataRequest) -> TrainingData:
         split = split_runs(
             kept, seed=request.seed, val_runs=request.val_runs, val_fraction=request.val_fraction
         )
+        if request.input_scaling == "quantiles" and not request.systems:
+            # Scaled by the training runs only: cut again under the fitted contract, and split
+            # again (the same runs: the split depends on names, conditions and the seed).
+            contract = replace(
+                contract, input_quantiles=input_quantiles(split.train, request.files)
+            )
+            cache = SpecGraphCache(contract)
+            by_name = dict(named)
+            recut, _ = cut_runs(
+                [(run.name, by_name[run.name]) for run in kept],
+                contract,
+                stride_s=stride / contract.sample_rate_hz,
+                cache=cache,
+                paths=[run.path for run in kept],
+            )
+            split = split_runs(
+                recut,
+                seed=request.seed,
+                val_runs=request.val_runs,
+                val_fraction=request.val_fraction,
+            )
+            notes.append(
+                f"inputs: {len(contract.input_quantiles or ())} sensor(s) scaled by the "
+                f"training runs' quantiles ({QUANTILE_KNOTS} knots)"
+            )
         notes.append(split.note)
         train += split.train
         val += split.val
@@ -229,3 +262,35 @@ def recorded_training_files(training: dict[str, Any]) -> list[tuple[Path, float 
         if row.get("role") in ("train", "split in time") and "path" in row:
             out.append((Path(row["path"]), row.get("train_until_s")))
     return out
+
+
+QUANTILE_KNOTS: Final = 65
+"""Knots per sensor of quantile input scaling (every 1/64 of the training readings)."""
+
+
+def input_quantiles(
+    train: Sequence[RunWindows], files: Sequence[tuple[Path, Run]]
+) -> SensorQuantiles:
+    """Each sensor's readings at :data:`QUANTILE_KNOTS` evenly spaced probabilities, over the
+    training runs' steps up to their last training window (a run split in time gives only
+    its training part); sensors never observed are left out.
+    """
+    runs = dict(files)
+    pooled: dict[tuple[str, str], list[npt.NDArray[np.float64]]] = {}
+    for windows in train:
+        if windows.path is None:
+            continue
+        run = runs[windows.path]
+        until = float(windows.ends_s.max()) if len(windows.ends_s) else -1.0
+        rows = run.readings[run.t_s <= until + 1e-9].astype(np.float64)
+        for column, sensor in enumerate(run.spec.sensor_ids):
+            pooled.setdefault((run.spec.name, sensor), []).append(rows[:, column])
+    probabilities = np.linspace(0.0, 1.0, QUANTILE_KNOTS)
+    out = []
+    for (machine, sensor), parts in pooled.items():
+        values = np.concatenate(parts)
+        values = values[np.isfinite(values)]
+        if values.size:
+            knots = np.quantile(values, probabilities)
+            out.append((machine, sensor, tuple(float(k) for k in knots)))
+    return tuple(out)

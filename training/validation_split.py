@@ -92,10 +92,7 @@ def split_runs(
     chosen = _choose(runs, count, seed)
     val = tuple(run for index, run in enumerate(runs) if index in chosen)
     train = tuple(run for index, run in enumerate(runs) if index not in chosen)
-    shown = [run.name for run in val[:_NAMED]]
-    names = ", ".join(shown) + (
-        f" and {len(val) - len(shown)} more" if len(val) > len(shown) else ""
-    )
+    names = first_names([run.name for run in val], _NAMED)
     note = (
         f"validation: {len(val)} of {len(runs)} runs held out whole (seed {seed}): {names}; "
         "no window of them is trained on"
@@ -104,6 +101,13 @@ def split_runs(
 
 
 _NAMED = 12  # held-out runs named in the note; the checkpoint's record lists them all
+
+
+def first_names(names: Sequence[str], most: int, *, rest: str = "") -> str:
+    """The first ``most`` names, comma-separated, then ``and N more`` (followed by ``rest``)
+    for the others."""
+    shown = ", ".join(names[:most])
+    return shown + (f" and {len(names) - most} more{rest}" if len(names) > most else "")
 
 
 def _choose(runs: Sequence[RunWindows], count: int, seed: int) -> set[int]:

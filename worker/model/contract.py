@@ -8,6 +8,7 @@ normalisation statistics it learned. Everything here is plain data: ``to_dict`` 
 
 from __future__ import annotations
 
+import itertools
 import math
 import zlib
 from collections.abc import Mapping
@@ -22,6 +23,13 @@ UNKNOWN_COMPONENT_TYPE: Final = 0
 
 FALLBACK_SENSOR_KIND: Final = "other"
 """Sensor kind used for a kind that is newer than the contract's vocabulary."""
+
+QUANTILE_SPAN: Final = 2.0
+"""A sensor scaled by its training quantiles spans ``[-QUANTILE_SPAN, QUANTILE_SPAN]`` from
+its lowest to its highest training reading."""
+
+SensorQuantiles = tuple[tuple[str, str, tuple[float, ...]], ...]
+"""``(machine, sensor id, knots)`` per sensor: readings at evenly spaced probabilities."""
 
 
 @dataclass(frozen=True, repr=False)
@@ -44,6 +52,13 @@ class FeatureContract:
         residual_scale: Per sensor kind (``sensor_kinds`` order), the typical forecast
             residual in healthy operation; the anomaly score is the residual divided by it.
             ``None`` (untrained) means 1.0 for every kind.
+        input_quantiles: Per machine and sensor, the training readings at evenly spaced
+            probabilities (lowest first, highest last). A sensor listed here is scaled by
+            where a reading falls among them (piecewise linear onto ``[-QUANTILE_SPAN,
+            QUANTILE_SPAN]``, and beyond both ends at the slope of the whole span), so that
+            changes within a crowded band of values stay visible however wide the spread
+            between runs; any other sensor by its normal range. ``None``: every sensor by its
+            normal range.
     """
 
     window_steps: int = 60
@@ -56,6 +71,7 @@ class FeatureContract:
     known_component_types: tuple[str, ...] | None = None
     value_clip: float = 20.0
     residual_scale: tuple[float, ...] | None = None
+    input_quantiles: SensorQuantiles | None = None
 
     def __post_init__(self) -> None:
         problems: list[str] = []
@@ -84,6 +100,7 @@ class FeatureContract:
                 )
             if not all(math.isfinite(s) and s > 0 for s in self.residual_scale):
                 problems.append("residual_scale entries must be positive numbers")
+        problems += _quantile_problems(self.input_quantiles or ())
         if problems:
             raise ConfigurationError("invalid feature contract: " + "; ".join(problems))
 
@@ -96,7 +113,8 @@ class FeatureContract:
             f"connection_types={len(self.connection_types)}, "
             f"edge_attributes={list(self.edge_attributes)}, "
             f"component_type_buckets={self.component_type_buckets}, "
-            f"residual_scale={trained})"
+            f"residual_scale={trained}, "
+            f"input_quantiles={len(self.input_quantiles or ())} sensors)"
         )
 
     @property
@@ -137,6 +155,12 @@ class FeatureContract:
             return (1.0,) * len(self.sensor_kinds)
         return self.residual_scale
 
+    def quantiles_of(self, machine: str) -> dict[str, tuple[float, ...]]:
+        """Knots of each of ``machine``'s sensors scaled by quantiles (empty: none)."""
+        return {
+            sensor: knots for name, sensor, knots in self.input_quantiles or () if name == machine
+        }
+
     def to_dict(self) -> dict[str, Any]:
         """Plain, JSON-ready form for checkpoints (tuples become lists)."""
         return {
@@ -158,7 +182,27 @@ class FeatureContract:
         values: dict[str, Any] = {
             key: tuple(value) if isinstance(value, list) else value for key, value in data.items()
         }
+        if values.get("input_quantiles") is not None:
+            try:
+                values["input_quantiles"] = tuple(
+                    (str(machine), str(sensor), tuple(float(k) for k in knots))
+                    for machine, sensor, knots in values["input_quantiles"]
+                )
+            except (TypeError, ValueError) as exc:
+                raise ConfigurationError(
+                    f"invalid feature contract: input_quantiles: {exc}"
+                ) from None
         try:
             return cls(**values)
         except TypeError as exc:
             raise ConfigurationError(f"invalid feature contract: {exc}") from None
+
+
+def _quantile_problems(quantiles: SensorQuantiles) -> list[str]:
+    problems = []
+    for machine, sensor, knots in quantiles:
+        if len(knots) < 2 or not all(math.isfinite(k) for k in knots):
+            problems.append(f"input_quantiles of {machine}/{sensor}: need 2+ finite knots")
+        elif any(b < a for a, b in itertools.pairwise(knots)):
+            problems.append(f"input_quantiles of {machine}/{sensor}: knots must not decrease")
+    return problems

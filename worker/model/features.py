@@ -34,8 +34,10 @@ def encode_window(
 ) -> GraphSample:
     """Normalise, resample, align and mask one window of readings.
 
-    Each reading becomes ``(value - centre) / half_width`` of its sensor's normal range,
-    clipped to ``contract.value_clip``. A window at another rate is put on the contract's
+    Each reading becomes ``(value - centre) / half_width`` of its sensor's normal range, or,
+    for a sensor the contract scales by training quantiles, its place among them
+    (:attr:`~worker.model.contract.FeatureContract.input_quantiles`); then it is clipped to
+    ``contract.value_clip``. A window at another rate is put on the contract's
     time base from its observed samples only. A faster window (``ratio`` input samples per
     model step, ``ratio > 1``) is averaged: each model step is the mean of the observed
     samples in the ``ratio`` samples ending at it (a box-car filter, so that components
@@ -81,9 +83,7 @@ def encode_window(
         raw, nonfinite = _from_mapping(spec_graph, readings)
 
     observed = np.isfinite(raw)
-    scaled = (np.where(observed, raw, 0.0) - spec_graph.centre[:, None]) / spec_graph.half_width[
-        :, None
-    ]
+    scaled = _scale(spec_graph, np.where(observed, raw, 0.0))
     ratio = sample_rate_hz / contract.sample_rate_hz
     steps, clip = contract.window_steps, contract.value_clip
     if not resampled(sample_rate_hz, contract):
@@ -121,6 +121,20 @@ def resampled(sample_rate_hz: float, contract: FeatureContract) -> bool:
     """Whether :func:`encode_window` resamples a window at ``sample_rate_hz`` (a rate
     within one part in a million of the contract's is taken as the contract's)."""
     return abs(sample_rate_hz / contract.sample_rate_hz - 1.0) >= _SNAP
+
+
+def _scale(graph: SpecGraph, raw: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """Readings ``[S, T]`` in model units: by normal range, or by training quantiles where
+    the graph has knots (linear beyond the outer knots, at the slope of the whole span)."""
+    scaled = (raw - graph.centre[:, None]) / graph.half_width[:, None]
+    for node, (knots, landed) in graph.input_knots.items():
+        row = raw[node]
+        slope = (landed[-1] - landed[0]) / (knots[-1] - knots[0])
+        inside = np.interp(row, knots, landed)
+        below = landed[0] + (row - knots[0]) * slope
+        above = landed[-1] + (row - knots[-1]) * slope
+        scaled[node] = np.where(row < knots[0], below, np.where(row > knots[-1], above, inside))
+    return scaled
 
 
 def _from_array(

@@ -15,7 +15,7 @@ import threading
 import zlib
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TypeVar
 
@@ -23,7 +23,7 @@ import numpy as np
 import numpy.typing as npt
 
 from schemas.spec import SystemSpec
-from worker.model.contract import FeatureContract
+from worker.model.contract import QUANTILE_SPAN, FeatureContract
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float32]
@@ -64,6 +64,9 @@ class SpecGraph:
             ``component/fault``), so that faults sharing affected sensors can score apart.
         component_edges: Source and target component of each pair of components a
             connection joins, both directions, no self loops, each pair once.
+        input_knots: Node index -> ``(readings, scaled)`` of each sensor the contract scales
+            by its training quantiles (:attr:`FeatureContract.input_quantiles`): increasing
+            readings and where each lands; empty when every sensor is scaled by its range.
 
     Shapes:
         sensor_kind, component_type, node_component, centre, half_width: ``[S]``.
@@ -93,6 +96,9 @@ class SpecGraph:
     fault_key: IntArray
     component_edges: IntArray
     component_links: tuple[tuple[tuple[str, int], ...], ...] = ()
+    input_knots: Mapping[int, tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]] = field(
+        default_factory=lambda: MappingProxyType({})
+    )
 
     def __post_init__(self) -> None:
         # Graphs are cached and shared by every sample of a spec: make accidents loud.
@@ -192,6 +198,7 @@ class SpecGraph:
             fault_key=_keys(f"{f.component}/{f.id}" for f in spec.fault_modes),
             component_edges=_component_edges(spec),
             component_links=_links(spec),
+            input_knots=MappingProxyType(_knots(spec, contract)),
         )
 
 
@@ -221,6 +228,26 @@ def _links(spec: SystemSpec) -> tuple[tuple[tuple[str, int], ...], ...]:
         if target != source:
             links[target].append((name, source))
     return tuple(tuple(items) for items in links)
+
+
+def _knots(
+    spec: SystemSpec, contract: FeatureContract
+) -> dict[int, tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]]:
+    """Piecewise-linear scaling of each sensor with training quantiles: tied knots (a value
+    that fills several quantiles) become one, landing at the middle of their targets."""
+    out = {}
+    for sensor, knots in contract.quantiles_of(spec.name).items():
+        node = spec.sensor_index.get(sensor)
+        values = np.asarray(knots, dtype=np.float64)
+        targets = np.linspace(-QUANTILE_SPAN, QUANTILE_SPAN, values.size)
+        unique, inverse = np.unique(values, return_inverse=True)
+        if node is None or unique.size < 2:
+            continue  # a constant sensor keeps its normal range
+        landed = np.bincount(inverse, weights=targets) / np.bincount(inverse)
+        for array in (unique, landed):
+            array.setflags(write=False)
+        out[node] = (unique, landed)
+    return out
 
 
 def _normalisation(
