@@ -29,12 +29,16 @@ from service.settings import Settings
 AUTH = ("operator", "flower-test-pass")
 
 
-def _get(url: str) -> Any:
+def _text(url: str) -> str:
     request = urllib.request.Request(url)
     token = base64.b64encode(f"{AUTH[0]}:{AUTH[1]}".encode()).decode()
     request.add_header("Authorization", f"Basic {token}")
     with urllib.request.urlopen(request, timeout=10) as response:
-        return json.loads(response.read())
+        return str(response.read().decode("utf-8"))
+
+
+def _get(url: str) -> Any:
+    return json.loads(_text(url))
 
 
 @pytest.fixture(scope="module")
@@ -130,6 +134,25 @@ def test_flower_lists_snapshot_tasks_with_their_outcome_and_the_snapshot_queue(
     assert letter["exception"] == "dead_lettered: window_too_short at window.readings"
     queues = _get(f"{base}/api/queues/length")["active_queues"]
     assert env["GNN_WORKER__QUEUE"] in {q["name"] for q in queues}
+    # Flower's Prometheus endpoint counts the snapshot tasks by event type and times them.
+    metrics = _samples(_text(f"{base}/metrics"))
+    succeeded = metrics.get(("flower_events_total", "task-succeeded"), 0.0)
+    assert succeeded >= len(ids)
+    assert metrics.get(("flower_events_total", "task-failed"), 0.0) >= 1
+    assert metrics.get(("flower_task_runtime_seconds_count", ""), 0.0) >= len(ids)
+
+
+def _samples(text: str) -> dict[tuple[str, str], float]:
+    """Prometheus samples of the ``gnn.diagnose`` task: (metric, event type) -> value."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    out: dict[tuple[str, str], float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.labels.get("task") == "gnn.diagnose":
+                key = (sample.name, sample.labels.get("type", ""))
+                out[key] = out.get(key, 0.0) + sample.value
+    return out
 
 
 def _settings_kwargs(env: dict[str, str]) -> dict[str, Any]:
