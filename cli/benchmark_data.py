@@ -279,7 +279,7 @@ def hydraulic(
 
 
 def adapt(
-    dataset: Annotated[str, typer.Argument(help="Data set: hydraulic or skab.")],
+    dataset: Annotated[str, typer.Argument(help="Data set: hydraulic, skab or cmapss.")],
     data_dir: Annotated[Path, typer.Option(help="The data set's directory.")],
     out: Annotated[Path, typer.Option(help="Folder for the spec, recordings and labels.")],
     seed: Annotated[int, typer.Option(help="Seed of the held-out test fold.")] = 0,
@@ -287,9 +287,9 @@ def adapt(
     """Write a real data set as a user's machine (spec, recordings, labels table), for the
     product path: import, train and evaluate then run as for any machine (docs/benchmarks.md)."""
     require_extra("benchmark adapt")
-    if dataset not in ("hydraulic", "skab"):
+    if dataset not in ("hydraulic", "skab", "cmapss"):
         raise typer.BadParameter(
-            f"unknown data set {dataset!r}: hydraulic or skab", param_hint="DATASET"
+            f"unknown data set {dataset!r}: hydraulic, skab or cmapss", param_hint="DATASET"
         )
     try:
         if dataset == "hydraulic":
@@ -297,10 +297,14 @@ def adapt(
             from training.benchmarks.hydraulic.dataset import load_hydraulic
 
             files = adapt_hydraulic(load_hydraulic(data_dir), out, seed=seed)
-        else:
+        elif dataset == "skab":
             from training.benchmarks.skab.adapter import adapt_skab
 
             files = adapt_skab(data_dir, out, seed=seed)
+        else:
+            from training.benchmarks.cmapss.adapter import adapt_cmapss
+
+            files = adapt_cmapss(data_dir, out, seed=seed)
     except (OSError, ValueError) as exc:
         raise typer.BadParameter(str(exc), param_hint="--data-dir") from None
     console = Console()

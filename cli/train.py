@@ -118,15 +118,17 @@ def _train_choosing_scaling(
 
 def describe_score(comparison: Comparison) -> str:
     """The compared validation metrics of the GNN (and the baseline) in one line."""
-    from training.comparison import COMPARED
+    from training.comparison import COMPARED, COMPARED_LOWER
 
     def value(metrics: Mapping[str, Any] | None, key: str) -> str:
         number = None if metrics is None else metrics.get(key)
         return "undefined" if number is None or not math.isfinite(number) else f"{number:.3f}"
 
+    every = [*COMPARED, *COMPARED_LOWER]
+    shown = [item for item in every if item[0] not in comparison.undefined] or list(COMPARED)
     parts = [
         f"{words} {value(comparison.gnn, key)} (baseline {value(comparison.baseline, key)})"
-        for key, words in COMPARED
+        for key, words in shown
     ]
     return "validation " + ", ".join(parts)
 
@@ -194,6 +196,7 @@ _COMPARED = (
     ("run_accuracy", "runs right", "{:.2f}"),
     ("fault_score_std", "fault prob std", "{:.3f}"),
     ("anomaly_score_std", "anomaly std", "{:.3f}"),
+    ("rul_rmse_hours", "RUL RMSE h", "{:.1f}"),
 )
 
 

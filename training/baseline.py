@@ -7,11 +7,14 @@ baseline sees exactly the samples the model sees, normalised the same way; maske
 are left out of every statistic, and a sensor with no observed sample gets ``nan`` features
 (scikit-learn's forests route missing values). One forest per machine predicts, from the
 features, whether any component is faulty (the window's fault score) and each component's
-fault label; its predictions go through the metric functions of :mod:`training.evaluate`.
+fault label; where training windows have a failure in sight (a known remaining life below
+the cap), one regression forest per machine and component estimates the remaining life too.
+Its predictions go through the metric functions of :mod:`training.evaluate`.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
@@ -23,7 +26,7 @@ from training.data.demo import LabelledWindow
 from training.evaluate import UNKNOWN, WindowPredictions, window_predictions_of
 
 if TYPE_CHECKING:
-    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
 
 STATISTICS: Final = ("mean", "std", "min", "max", "mean_abs_diff", "last")
 """Per-sensor statistics, in feature order (all sensors of one statistic, then the next)."""
@@ -81,6 +84,7 @@ class WindowStatsBaseline:
     seed: int = 0
     _forests: dict[str, RandomForestClassifier] = field(default_factory=dict, repr=False)
     _vocabularies: dict[str, npt.NDArray[np.str_]] = field(default_factory=dict, repr=False)
+    _lives: dict[str, list[RandomForestRegressor | float]] = field(default_factory=dict, repr=False)
 
     def fit(self, windows: Sequence[LabelledWindow]) -> WindowStatsBaseline:
         """Fit a forest per machine on exactly ``windows`` (but those of a recorded run
@@ -107,6 +111,10 @@ class WindowStatsBaseline:
             self._forests[system] = forest
             fault_ids = chunk[0].sample.graph.fault_ids
             self._vocabularies[system] = np.asarray(("normal", *fault_ids, UNKNOWN))
+        for system, chunk in _by_system(windows).items():
+            lives = _fit_lives(chunk, self.trees, self.seed)
+            if lives is not None:
+                self._lives[system] = lives
         return self
 
     @property
@@ -130,6 +138,7 @@ class WindowStatsBaseline:
             )
         score = np.zeros(len(windows))
         labels: list[npt.NDArray[np.str_]] = [np.asarray([], dtype=str)] * len(windows)
+        lives = [np.full(len(w.fault_code), np.nan) for w in windows]
         for system, rows in _rows_by_system(windows).items():
             forest = self._forests[system]
             features = window_features([windows[i] for i in rows])
@@ -137,7 +146,42 @@ class WindowStatsBaseline:
             codes = np.asarray(forest.predict(features), dtype=np.int64)[:, 1:]
             for row, code in zip(rows, codes, strict=True):
                 labels[row] = self._vocabularies[system][code]
-        return window_predictions_of(names, windows, score, labels)
+            for component, model in enumerate(self._lives.get(system, [])):
+                hours = (
+                    np.full(len(rows), model)
+                    if isinstance(model, float)
+                    else np.asarray(model.predict(features), dtype=np.float64)
+                )
+                for row, value in zip(rows, hours, strict=True):
+                    lives[row][component] = value
+        return window_predictions_of(names, windows, score, labels, np.concatenate(lives))
+
+
+def _fit_lives(
+    windows: Sequence[LabelledWindow], trees: int, seed: int
+) -> list[RandomForestRegressor | float] | None:
+    """Per component, a regression forest of the remaining life on the windows where it is
+    known, or the constant life of a component that never changes; None when no training
+    window has a failure in sight (then the baseline gives no estimate)."""
+    from sklearn.ensemble import RandomForestRegressor
+
+    from machines import RUL_CAP_HOURS
+
+    life = np.stack([w.rul_hours for w in windows]).astype(np.float64)  # [W, C]
+    if not (np.isfinite(life) & (life < RUL_CAP_HOURS)).any():
+        return None
+    features = window_features(windows)
+    models: list[RandomForestRegressor | float] = []
+    for component in range(life.shape[1]):
+        known = np.isfinite(life[:, component])
+        values = life[known, component]
+        if values.size == 0 or np.ptp(values) == 0:
+            models.append(float(values[0]) if values.size else math.nan)
+            continue
+        forest = RandomForestRegressor(n_estimators=trees, random_state=seed, n_jobs=1)
+        forest.fit(features[known], values)
+        models.append(forest)
+    return models
 
 
 def _positive_probability(

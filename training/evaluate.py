@@ -254,6 +254,8 @@ class WindowPredictions:
         component_system: Machine of each component row.
         component_id: Component id of each component row.
         label_true, label_pred: Fault label of each component row (``normal`` or a fault id).
+        rul_true, rul_pred: Remaining useful life of each component row, hours (``nan``:
+            unknown, or a model that does not estimate it).
 
     Shapes:
         window rows: ``[W]``; component rows: ``[M_c]``.
@@ -270,6 +272,8 @@ class WindowPredictions:
     component_id: npt.NDArray[np.str_]
     label_true: npt.NDArray[np.str_]
     label_pred: npt.NDArray[np.str_]
+    rul_true: _FLOAT
+    rul_pred: _FLOAT
 
     def subset(self, keep: npt.NDArray[np.bool_]) -> WindowPredictions:
         """The windows where ``keep`` (shape ``[W]``) holds, with their component rows."""
@@ -287,6 +291,8 @@ class WindowPredictions:
             component_id=self.component_id[rows],
             label_true=self.label_true[rows],
             label_pred=self.label_pred[rows],
+            rul_true=self.rul_true[rows],
+            rul_pred=self.rul_pred[rows],
         )
 
 
@@ -312,6 +318,7 @@ def gnn_window_predictions(
     device = next(model.parameters()).device
     fault: list[_FLOAT] = []
     anomaly: list[_FLOAT] = []
+    rul: list[_FLOAT] = []
     labels: list[npt.NDArray[np.str_]] = []
     for start in range(0, len(windows), batch_size):
         batch = collate_labelled(windows[start : start + batch_size]).batch
@@ -323,13 +330,21 @@ def gnn_window_predictions(
         fault.append(np.maximum.reduceat(abnormal, component_start))
         scores = output.sensor_anomaly.numpy().astype(np.float64)
         anomaly.append(np.maximum.reduceat(scores, node_start))
+        rul.append(output.rul_hours.numpy().astype(np.float64))
         codes = predicted_codes(output, batch)
         offset = 0
         for graph in batch.graphs:
             vocabulary = np.asarray(("normal", *graph.fault_ids))
             labels.append(vocabulary[codes[offset : offset + graph.num_components]])
             offset += graph.num_components
-    return _assemble(names, windows, np.concatenate(fault), np.concatenate(anomaly), labels)
+    return _assemble(
+        names,
+        windows,
+        np.concatenate(fault),
+        np.concatenate(anomaly),
+        labels,
+        rul_pred=np.concatenate(rul),
+    )
 
 
 def _assemble(
@@ -338,6 +353,8 @@ def _assemble(
     fault_score: _FLOAT,
     anomaly_score: _FLOAT,
     predicted: Sequence[npt.NDArray[np.str_]],
+    *,
+    rul_pred: _FLOAT,
 ) -> WindowPredictions:
     # A recorded run's unknown fault code (-1) lands on the trailing "unknown".
     truth = [
@@ -359,6 +376,8 @@ def _assemble(
         ),
         label_true=np.concatenate(truth),
         label_pred=np.concatenate(predicted),
+        rul_true=np.concatenate([w.rul_hours for w in windows]).astype(np.float64),
+        rul_pred=rul_pred,
     )
 
 
@@ -367,13 +386,19 @@ def window_predictions_of(
     windows: Sequence[LabelledWindow],
     fault_score: _FLOAT,
     predicted: Sequence[npt.NDArray[np.str_]],
+    rul_pred: _FLOAT | None = None,
 ) -> WindowPredictions:
     """Window predictions of a model without anomaly score (the baseline).
 
     Shapes:
-        names, fault_score: ``[W]``; predicted: one ``[C]`` label array per window.
+        names, fault_score: ``[W]``; predicted: one ``[C]`` label array per window;
+        rul_pred: ``[M_c]`` (None: no estimate).
     """
-    return _assemble(names, windows, fault_score, np.full(len(windows), np.nan), predicted)
+    rows = sum(len(w.fault_code) for w in windows)
+    rul = np.full(rows, np.nan) if rul_pred is None else rul_pred
+    return _assemble(
+        names, windows, fault_score, np.full(len(windows), np.nan), predicted, rul_pred=rul
+    )
 
 
 def window_metrics(p: WindowPredictions) -> dict[str, float | int]:
@@ -386,7 +411,10 @@ def window_metrics(p: WindowPredictions) -> dict[str, float | int]:
       (faulty windows with a predicted fault);
     - ``run_accuracy`` over the ``runs_scored`` runs with one condition throughout: the
       run's most frequent predicted labelling against its labelling;
-    - ``fault_score_std``, ``anomaly_score_std``: how much the outputs vary across windows.
+    - ``fault_score_std``, ``anomaly_score_std``: how much the outputs vary across windows;
+    - ``rul_rmse_hours``: root mean squared error of the remaining useful life over the
+      component rows with a failure in sight (known RUL below the cap), both sides clipped to
+      ``[0, RUL_CAP_HOURS]``; ``nan`` without such rows or without estimates.
     """
     claims = (p.label_pred != "normal") & (p.label_pred != UNKNOWN)
     predicted_faulty = np.zeros(p.run.size, dtype=bool)
@@ -412,7 +440,18 @@ def window_metrics(p: WindowPredictions) -> dict[str, float | int]:
         "anomaly_score_std": float(np.nanstd(p.anomaly_score))
         if np.isfinite(p.anomaly_score).any()
         else math.nan,
+        "rul_rmse_hours": _rul_rmse(p.rul_true, p.rul_pred),
     }
+
+
+def _rul_rmse(truth: _FLOAT, estimate: _FLOAT) -> float:
+    in_sight = np.isfinite(truth) & (truth < RUL_CAP_HOURS) & np.isfinite(estimate)
+    if not in_sight.any():
+        return math.nan
+    error = np.clip(estimate[in_sight], 0.0, RUL_CAP_HOURS) - np.clip(
+        truth[in_sight], 0.0, RUL_CAP_HOURS
+    )
+    return float(np.sqrt(np.mean(error**2)))
 
 
 def component_accuracy(p: WindowPredictions) -> dict[str, float]:
@@ -470,4 +509,9 @@ def undefined_reasons(p: WindowPredictions, where: str = "validation") -> dict[s
         reasons["false_alarm_rate"] = f"{where} has no healthy window"
     if _run_accuracy(p)[0] == 0:
         reasons["run_accuracy"] = f"no run of {where} keeps one condition throughout"
+    if not (np.isfinite(p.rul_true) & (p.rul_true < RUL_CAP_HOURS)).any():
+        reasons["rul_rmse_hours"] = (
+            f"{where} has no component with a failure in sight (a known remaining life below "
+            f"{RUL_CAP_HOURS:g} h)"
+        )
     return reasons

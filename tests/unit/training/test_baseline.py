@@ -90,3 +90,38 @@ def test_warnings_name_the_metric_the_numbers_and_the_margin() -> None:
     assert honesty_warnings(better, baseline, {}) == []
     undefined = {"window_anomaly_auroc": "validation has no faulty window"}
     assert honesty_warnings(tied, baseline, undefined) == []
+
+
+def test_where_a_failure_is_in_sight_the_baseline_estimates_remaining_life(
+    leak_windows: list[LabelledWindow], other_windows: list[LabelledWindow]
+) -> None:
+    from machines import RUL_CAP_HOURS
+
+    predictions = WindowStatsBaseline(trees=20).fit(leak_windows).predict([("o", other_windows)])
+    assert np.isfinite(predictions.rul_pred).all()
+    in_sight = predictions.rul_true < RUL_CAP_HOURS
+    assert in_sight.any()
+    expected = np.sqrt(
+        np.mean(
+            (
+                np.clip(predictions.rul_pred[in_sight], 0, RUL_CAP_HOURS)
+                - predictions.rul_true[in_sight]
+            )
+            ** 2
+        )
+    )
+    assert window_metrics(predictions)["rul_rmse_hours"] == expected
+    # Healthy training windows only: no failure in sight, no estimate, and a reason.
+    healthy = [w for w in leak_windows if w.healthy and (w.rul_hours >= RUL_CAP_HOURS).all()]
+    blind = WindowStatsBaseline(trees=10).fit(healthy).predict([("h", healthy)])
+    assert np.isnan(blind.rul_pred).all()
+    assert math.isnan(window_metrics(blind)["rul_rmse_hours"])
+    assert "no component with a failure in sight" in undefined_reasons(blind)["rul_rmse_hours"]
+
+
+def test_a_remaining_life_error_not_lower_than_the_baseline_is_a_warning() -> None:
+    baseline = {"rul_rmse_hours": 40.0}
+    assert honesty_warnings({"rul_rmse_hours": 39.9}, baseline, {})  # within 1 %
+    (warning,) = honesty_warnings({"rul_rmse_hours": 45.0}, baseline, {})
+    assert "remaining-life RMSE (hours): 45.0 against 40.0" in warning
+    assert honesty_warnings({"rul_rmse_hours": 30.0}, baseline, {}) == []
