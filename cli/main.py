@@ -27,7 +27,7 @@ from cli.demo import demo_app
 from cli.importing import import_runs
 from cli.models import models_app
 from cli.produce import produce
-from cli.status import dead_letters, status
+from cli.status import dead_letters, expirations, status
 from cli.stored import read_stored, settings_of
 from cli.train import evaluate, train
 from service.settings import SecuritySettings, Settings, describe_error, misspelled_variables
@@ -57,6 +57,7 @@ app.add_typer(benchmark_app, name="benchmark")
 app.command("import")(import_runs)
 app.command("status")(status)
 app.command("dead-letters")(dead_letters)
+app.command("expirations")(expirations)
 app.command("train")(train)
 app.command("evaluate")(evaluate)
 app.add_typer(models_app, name="models")
@@ -331,8 +332,16 @@ def diagnoses(
     as_json: Annotated[
         bool, typer.Option("--json", help="JSON lines (one diagnosis per line) instead of a table.")
     ] = False,
+    stale_after: Annotated[
+        str,
+        typer.Option(
+            help="In the latest-per-system table, mark a machine whose latest diagnosis is "
+            "older than this as stale (90s, 10m, 2h)."
+        ),
+    ] = "10m",
 ) -> None:
     """Stored diagnoses: a system's history, newest first, or the latest of every system."""
+    from cli.demo import duration_option
     from cli.views import fleet_table, history_table, print_table, wide_console
 
     settings = settings_of(ctx)
@@ -353,7 +362,10 @@ def diagnoses(
         typer.echo(f"no diagnoses stored{f' for {system}' if system else ''}")
         return
     title = f"{system}: {len(found)} newest" if system else "latest diagnosis per system"
-    table = history_table(title, found) if system else fleet_table(title, found)
+    stale_s = duration_option(stale_after, "--stale-after")
+    table = (
+        history_table(title, found) if system else fleet_table(title, found, stale_after_s=stale_s)
+    )
     print_table(wide_console(), table)
 
 

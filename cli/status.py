@@ -72,46 +72,118 @@ def status(
     print_table(wide_console(), table)
 
 
+LimitOption = Annotated[int, typer.Option(min=1, max=10_000, help="Most rows shown.")]
+
+
 def dead_letters(
     ctx: typer.Context,
     since: Annotated[
         str | None, typer.Option(help="Only those stored in the last (30m, 2h, 1d).")
     ] = None,
     reason: Annotated[str | None, typer.Option(help="Only this reason code.")] = None,
-    limit: Annotated[int, typer.Option(min=1, max=10_000, help="Most rows shown.")] = 20,
+    limit: LimitOption = 20,
     as_json: Annotated[
         bool, typer.Option("--json", help="JSON lines (one dead letter per line).")
     ] = False,
 ) -> None:
     """Stored dead letters, newest first: when, key, reason, the field at fault and why."""
-
-    moment = None
-    if since is not None:
-        moment = datetime.now(UTC) - timedelta(seconds=duration_option(since, "--since"))
+    moment = _since(since)
     found = read_stored(
         settings_of(ctx),
         lambda reader: reader.dead_letters(since=moment, reason=reason, limit=limit),
     )
+    _listing(
+        [
+            (
+                json.dumps(
+                    {
+                        "message_key": entry.message_key,
+                        "stored_at": entry.stored_at.isoformat(),
+                        **entry.record.model_dump(mode="json"),
+                    }
+                ),
+                (
+                    f"{entry.stored_at:%Y-%m-%d %H:%M:%S}",
+                    entry.message_key,
+                    entry.record.reason.value,
+                    entry.record.field or "-",
+                    entry.record.detail,
+                ),
+            )
+            for entry in found
+        ],
+        as_json=as_json,
+        empty="no dead letters stored" + (f" with reason {reason}" if reason else ""),
+        title="dead letters",
+        headers=("stored (UTC)", "message key", "reason", "field", "detail"),
+    )
+
+
+def expirations(
+    ctx: typer.Context,
+    since: Annotated[
+        str | None, typer.Option(help="Only those found expired in the last (30m, 2h, 1d).")
+    ] = None,
+    system: Annotated[str | None, typer.Option(help="Only this machine instance.")] = None,
+    limit: LimitOption = 20,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="JSON lines (one expiration per line).")
+    ] = False,
+) -> None:
+    """Snapshots skipped because their deadline passed, newest first: when, which, how late."""
+    moment = _since(since)
+    found = read_stored(
+        settings_of(ctx),
+        lambda reader: reader.expirations(since=moment, system_id=system, limit=limit),
+    )
+    _listing(
+        [
+            (
+                item.model_dump_json(),
+                (
+                    f"{item.observed_at:%Y-%m-%d %H:%M:%S}",
+                    item.snapshot_id,
+                    item.system_id,
+                    f"{item.deadline:%Y-%m-%d %H:%M:%S}",
+                    f"{(item.observed_at - item.deadline).total_seconds():.1f} s",
+                ),
+            )
+            for item in found
+        ],
+        as_json=as_json,
+        empty="no expirations stored" + (f" for {system}" if system else ""),
+        title="expired snapshots",
+        headers=("found expired (UTC)", "snapshot", "system", "deadline (UTC)", "late by"),
+    )
+
+
+def _since(since: str | None) -> datetime | None:
+    if since is None:
+        return None
+    return datetime.now(UTC) - timedelta(seconds=duration_option(since, "--since"))
+
+
+def _listing(
+    rows: list[tuple[str, tuple[str, ...]]],
+    *,
+    as_json: bool,
+    empty: str,
+    title: str,
+    headers: tuple[str, ...],
+) -> None:
+    """Stored rows, newest first: a JSON line each, or a table (its last column wraps)."""
     if as_json:
-        for entry in found:
-            row = {"message_key": entry.message_key, "stored_at": entry.stored_at.isoformat()}
-            typer.echo(json.dumps({**row, **entry.record.model_dump(mode="json")}))
+        for line, _ in rows:
+            typer.echo(line)
         return
-    if not found:
-        typer.echo("no dead letters stored" + (f" with reason {reason}" if reason else ""))
+    if not rows:
+        typer.echo(empty)
         return
-    table = Table(title=f"dead letters, newest first ({len(found)})")
-    for header in ("stored (UTC)", "message key", "reason", "field", "detail"):
-        table.add_column(header, no_wrap=header != "detail")
-    for entry in found:
-        record = entry.record
-        table.add_row(
-            entry.stored_at.strftime("%Y-%m-%d %H:%M:%S"),
-            entry.message_key,
-            record.reason.value,
-            record.field or "-",
-            record.detail,
-        )
+    table = Table(title=f"{title}, newest first ({len(rows)})")
+    for header in headers:
+        table.add_column(header, no_wrap=header != headers[-1])
+    for _, cells in rows:
+        table.add_row(*cells)
     print_table(wide_console(), table)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, datetime
 
 from rich.console import Console
 from rich.table import Table
@@ -103,8 +104,16 @@ def history_table(title: str, diagnoses: Sequence[Diagnosis]) -> Table:
     return table
 
 
-def fleet_table(title: str, latest: Sequence[Diagnosis], *, per_machine: int = 3) -> Table:
-    """The latest diagnosis of each machine, its ``per_machine`` worst components a row each."""
+def fleet_table(
+    title: str,
+    latest: Sequence[Diagnosis],
+    *,
+    per_machine: int = 3,
+    stale_after_s: float | None = None,
+) -> Table:
+    """The latest diagnosis of each machine, its ``per_machine`` worst components a row each;
+    a diagnosis older than ``stale_after_s`` says so and how old it is (the machine has sent
+    nothing diagnosed since)."""
     table = Table(title=title)
     shown = [(d, c) for d in latest for c in worst_components(d, per_machine)]
     _id_column(table, "system", [d.system_id for d in latest])
@@ -126,7 +135,24 @@ def fleet_table(title: str, latest: Sequence[Diagnosis], *, per_machine: int = 3
                 f"{component.anomaly_score:.1f}",
                 f"{component.rul.hours:.0f}" if component.rul else "-",
                 component.top_sensors[0].id if component.top_sensors else "-",
-                diagnosis.created_at.strftime("%H:%M:%S") if first else "",
+                _diagnosed_at(diagnosis, stale_after_s) if first else "",
                 end_section=index == min(per_machine, len(diagnosis.components)) - 1,
             )
     return table
+
+
+def _diagnosed_at(diagnosis: Diagnosis, stale_after_s: float | None) -> str:
+    """The time of day, with the date and ``stale: N ago`` once older than the limit."""
+    if stale_after_s is None:
+        return diagnosis.created_at.strftime("%H:%M:%S")
+    age = (datetime.now(UTC) - diagnosis.created_at).total_seconds()
+    if age <= stale_after_s:
+        return diagnosis.created_at.strftime("%H:%M:%S")
+    return f"{diagnosis.created_at:%Y-%m-%d %H:%M:%S}, stale: {_age(age)} ago"
+
+
+def _age(seconds: float) -> str:
+    for unit, size in (("d", 86_400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.0f}{unit}"
+    return f"{seconds:.0f}s"

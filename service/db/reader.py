@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
-from schemas import Diagnosis
+from schemas import Diagnosis, Expired
 from service.db.database import Database, LoopRunner
 from service.db.repositories import Activity, DeadLetterEntry, OutcomeRepository
 from service.errors import ConfigurationError
@@ -54,6 +54,14 @@ class DiagnosisReader:
     ) -> list[DeadLetterEntry]:
         """Stored dead letters, newest first."""
         return self._read(lambda repo: repo.dead_letters(since=since, reason=reason, limit=limit))
+
+    def expirations(
+        self, *, since: datetime | None = None, system_id: str | None = None, limit: int = 20
+    ) -> list[Expired]:
+        """Stored expirations, newest first."""
+        return self._read(
+            lambda repo: repo.expirations(since=since, system_id=system_id, limit=limit)
+        )
 
     def activity(self, since: datetime) -> Activity:
         """Outcomes stored since ``since`` and the diagnoses' end-to-end times."""

@@ -311,6 +311,19 @@ class OutcomeRepository:
             for row in await self._rows(query)
         ]
 
+    async def expirations(
+        self, *, since: datetime | None = None, system_id: str | None = None, limit: int = 100
+    ) -> list[Expired]:
+        """Stored expirations, newest first (by when the worker found them expired)."""
+        table = tables.expirations
+        query = select(table)
+        if since is not None:
+            query = query.where(table.c.observed_at >= since)
+        if system_id is not None:
+            query = query.where(table.c.system_id == system_id)
+        query = query.order_by(table.c.id.desc()).limit(max(1, limit))
+        return [_expired(row) for row in await self._rows(query)]
+
     async def activity(self, *, since: datetime, limit: int = 100_000) -> Activity:
         """Outcomes stored at or after ``since``: counts per kind, and the end-to-end times
         (``timings.total_ms``, receipt to diagnosis) of up to ``limit`` newest diagnoses."""

@@ -104,7 +104,8 @@ def test_the_node_celery_example_gets_each_outcome_kind(
 
 
 def test_status_and_dead_letters_summarise_what_the_worker_did(worker: dict[str, str]) -> None:
-    """An operator without Prometheus: `status` and `dead-letters` after the example ran."""
+    """An operator without Prometheus: `status`, `dead-letters` and `expirations` after the
+    example ran."""
     example = [sys.executable, str(ROOT / "examples" / "python-redis" / "diagnose.py"),
                "--broker", worker["GNN_BROKER__URL"], "--backend", worker["GNN_RESULT_BACKEND__URL"],
                "--queue", worker["GNN_WORKER__QUEUE"]]  # fmt: skip
@@ -137,3 +138,12 @@ def test_status_and_dead_letters_summarise_what_the_worker_did(worker: dict[str,
     table = cli("dead-letters", "--limit", "5")
     assert "window_too_short" in table.stdout
     assert "window.readings" in table.stdout
+
+    done = cli("expirations", "--since", "10m", "--json")
+    assert done.returncode == 0, done.stderr
+    expired = [json.loads(line) for line in done.stdout.splitlines()]
+    assert expired
+    assert all(item["snapshot_id"].endswith("-late") for item in expired)
+    table = cli("expirations", "--limit", "5")
+    assert "-late" in table.stdout
+    assert "late by" in table.stdout

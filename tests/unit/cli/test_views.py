@@ -86,3 +86,18 @@ def test_a_component_that_warns_without_a_likely_fault_says_why() -> None:
         update={"fault_probabilities": {"normal": 0.2, "pump_internal_leak": 0.8}}
     )
     assert likely_fault(faulty) == "pump_internal_leak (0.80)"
+
+
+def test_a_machine_whose_latest_diagnosis_is_old_is_marked_stale() -> None:
+    from datetime import timedelta
+
+    fresh = _diagnosis("demo-excavator-s0", 1).model_copy(update={"created_at": datetime.now(UTC)})
+    old = _diagnosis("demo-cnc_machine-s0", 2).model_copy(
+        update={"created_at": datetime.now(UTC) - timedelta(hours=3)}
+    )
+    text = _render(fleet_table("latest", [fresh, old], stale_after_s=600), 200)
+    lines = {line.split("│")[1].strip(): line for line in text.splitlines() if "demo-" in line}
+    assert "stale: 3h ago" in lines["demo-cnc_machine-s0"]
+    assert "stale" not in lines["demo-excavator-s0"]
+    assert f"{old.created_at:%Y-%m-%d}" in lines["demo-cnc_machine-s0"]  # the date, not just a time
+    assert "stale" not in _render(fleet_table("latest", [old]), 200)  # the live view: no limit
