@@ -63,7 +63,7 @@ def run_demo(
     console.print(f"starting {workers} worker(s) (logs: {logs}/worker-N.log)")
     for worker in pool:
         worker.start()
-    monitor = _start_flower(settings, logs / "flower.log", console) if flower else None
+    monitor = None
     reader = DiagnosisReader(settings)
     started_at = datetime.now(UTC)
     try:
@@ -71,6 +71,9 @@ def run_demo(
             for worker in pool:
                 worker.wait_ready(timeout_s=settings.worker.process_init_timeout_s + 60)
         console.print("ready: " + ", ".join(f"{w.base_url}/readyz" for w in pool))
+        # Flower asks the workers for their queues when it starts (and on a refresh of its
+        # Workers page): started after them, its Broker tab lists the snapshot queue.
+        monitor = _start_flower(settings, logs / "flower.log", console) if flower else None
         with (
             ProducerClient(settings) as client,
             Live(console=console, refresh_per_second=4) as live,
