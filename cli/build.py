@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.console import Console
 
-from cli.train import errors_as_lines, finite_or_none, metrics_table, progress_bar
+from cli.train import errors_as_lines, finite_or_none, progress_bar
+from cli.training_views import metrics_table
 
 if TYPE_CHECKING:
     from training.build_models import BuildPlan

@@ -23,7 +23,8 @@ import numpy as np
 import numpy.typing as npt
 
 from training.data.demo import LabelledWindow
-from training.evaluate import UNKNOWN, WindowPredictions, window_predictions_of
+from training.evaluate import UNKNOWN
+from training.window_scores import WindowPredictions, window_predictions_of
 
 if TYPE_CHECKING:
     from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor

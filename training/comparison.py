@@ -1,6 +1,6 @@
 """The GNN beside the same-run baseline, overall and per run, with plain-words warnings.
 
-Both models' window predictions go through :func:`training.evaluate.window_metrics`. The GNN
+Both models' window predictions go through :func:`training.window_scores.window_metrics`. The GNN
 is expected to beat the baseline by :data:`MARGIN` on the window anomaly AUROC and the fault
 macro-F1, and its outputs to vary across windows by more than :data:`FLAT_STD`; where it does
 not, :func:`honesty_warnings` says so (``--strict`` turns that into exit status 1). A metric
@@ -17,14 +17,14 @@ from typing import Any, Final
 from training.baseline import BaselineError, WindowStatsBaseline
 from training.data.demo import LabelledWindow
 from training.data.runs import RunWindows, flatten
-from training.evaluate import (
+from training.metrics import finite_or_none
+from training.window_scores import (
     WindowPredictions,
     component_accuracy,
     gnn_window_predictions,
     undefined_reasons,
     window_metrics,
 )
-from training.metrics import finite_or_none
 from worker.model import UniversalTemporalGNN
 
 MARGIN: Final = 0.01

@@ -8,7 +8,7 @@ import numpy as np
 from training.baseline import STATISTICS, WindowStatsBaseline, window_features
 from training.comparison import FLAT_STD, MARGIN, honesty_warnings
 from training.data.demo import LabelledWindow
-from training.evaluate import undefined_reasons, window_metrics
+from training.window_scores import undefined_reasons, window_metrics
 
 
 def _poisoned(window: LabelledWindow, value: float) -> LabelledWindow:
