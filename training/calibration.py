@@ -31,8 +31,13 @@ from worker.model import UniversalTemporalGNN
 
 #: Share of healthy windows with a warning that calibration aims at (1 %).
 DEFAULT_FALSE_ALARM = 0.01
-#: Fewer healthy windows than this give no calibration: the quantiles would be guesses.
-MIN_HEALTHY_WINDOWS = 100
+#: Fewer healthy windows than this give no calibration: the thresholds would be guesses.
+#: Between this and about 300 windows each threshold sits just beyond the most extreme
+#: healthy value, and the false-alarm rate a new healthy window can be promised is about
+#: ``3 / (n + 1)`` rather than the target (``false_alarm_bound``): still far below what the
+#: fixed thresholds, made for the bundled model, give a machine's own model (95 % of
+#: SKAB's healthy test windows warned with them, docs/benchmarks.md).
+MIN_HEALTHY_WINDOWS = 20
 _CRITICAL_SHARE = 0.1  # critical statuses: a tenth of the warnings' false-alarm budget
 _CRITERIA = 3  # health, anomaly score, fault probability share the budget
 _CLEARANCE = 1e-6  # thresholds strictly beyond the calibration windows' values
@@ -77,8 +82,9 @@ def calibrate(
     Returns:
         ``{"calibrated": True, "false_alarm_target", "healthy_windows", "warning_health",
         "critical_health", "warning_anomaly", "critical_anomaly", "fault_probability",
-        "false_alarm_measured"}``, or ``{"calibrated": False, "reason": ...}`` when there
-        are too few healthy windows.
+        "false_alarm_measured", "false_alarm_bound"}`` (the bound: what a new healthy
+        window can be promised with this many windows, at least the target), or
+        ``{"calibrated": False, "reason": ...}`` when there are too few healthy windows.
 
     Raises:
         ValueError: ``false_alarm`` outside (0, 0.5).
@@ -115,7 +121,14 @@ def calibrate(
         "critical_anomaly": round(critical_anomaly, 6),
         "fault_probability": round(min(fault_probability, 1.0), 6),
         "false_alarm_measured": round(float(flagged.mean()), 6),
+        "false_alarm_bound": round(_bound(len(healthy), warning), 6),
     }
+
+
+def _bound(count: int, share: float) -> float:
+    """The false-alarm rate the thresholds promise a new healthy window: each criterion's
+    share, or ``1 / (n + 1)`` where ``n`` windows cannot resolve it (the rank is capped)."""
+    return min(1.0, _CRITERIA * max(share, 1.0 / (count + 1)))
 
 
 def _rank(count: int, share: float) -> int:
@@ -140,9 +153,15 @@ def describe(calibration: dict[str, Any]) -> str:
     if not calibration.get("calibrated"):
         reason = calibration.get("reason", "not calibrated")
         return f"statuses: fixed GNN_DIAGNOSIS__* thresholds ({reason})"
+    bound = calibration.get("false_alarm_bound", calibration["false_alarm_target"])
+    promise = (
+        f" (with so few windows at most {bound:.1%} can be promised)"
+        if bound > calibration["false_alarm_target"] + 1e-9
+        else ""
+    )
     return (
         f"statuses calibrated on {calibration['healthy_windows']} healthy validation windows "
-        f"for {calibration['false_alarm_target']:.1%} false alarms: warning at health < "
+        f"for {calibration['false_alarm_target']:.1%} false alarms{promise}: warning at health < "
         f"{calibration['warning_health']:.3f}, anomaly >= {calibration['warning_anomaly']:.2f} "
         f"or fault probability >= {calibration['fault_probability']:.3f}; critical at health < "
         f"{calibration['critical_health']:.3f} or anomaly >= "

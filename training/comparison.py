@@ -71,14 +71,24 @@ class Comparison:
 
     @property
     def score(self) -> float:
-        """The GNN's mean of the :data:`COMPARED` metrics defined on these windows, else its
-        remaining-life RMSE negated (``-inf`` when neither is defined): how training options
-        are chosen on validation runs."""
-        values = [float(self.gnn[key]) for key, _ in COMPARED if _finite(self.gnn.get(key))]
-        if values:
-            return sum(values) / len(values)
-        lower = [float(self.gnn[key]) for key, _ in COMPARED_LOWER if _finite(self.gnn.get(key))]
-        return -sum(lower) / len(lower) if lower else -math.inf
+        """How training options are chosen on validation runs (higher is better): the GNN's
+        mean of the :data:`COMPARED` metrics defined on these windows, plus, for each
+        :data:`COMPARED_LOWER` metric defined, its value negated as a share of the baseline's
+        (of the cap where there is no baseline), so that 10 % less remaining-life error
+        weighs like 0.1 more F1; ``-inf`` when nothing is defined."""
+        from machines import RUL_CAP_HOURS
+
+        higher = [float(self.gnn[key]) for key, _ in COMPARED if _finite(self.gnn.get(key))]
+        lower = []
+        for key, _ in COMPARED_LOWER:
+            if _finite(self.gnn.get(key)):
+                scale = (self.baseline or {}).get(key)
+                lower.append(
+                    -float(self.gnn[key]) / (scale if _finite(scale) and scale else RUL_CAP_HOURS)
+                )
+        if not higher and not lower:
+            return -math.inf
+        return (sum(higher) / len(higher) if higher else 0.0) + sum(lower)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (``nan`` becomes ``null``; the reasons say why)."""

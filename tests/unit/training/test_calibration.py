@@ -118,3 +118,20 @@ def test_the_alarm_report_counts_false_alarms_and_the_detection_delay(
     assert loud.false_alarms == loud.healthy_windows  # every window is flagged
     assert loud.detections == (("leak", 0.0),)
     assert "of 1 faulty runs flagged" in loud.describe()
+
+
+def test_a_few_dozen_healthy_windows_calibrate_and_say_what_they_can_promise(
+    model: UniversalTemporalGNN, healthy_windows: list[LabelledWindow]
+) -> None:
+    from training.calibration import describe
+
+    few = [w for w in healthy_windows if w.healthy][:40]
+    calibration = calibrate(model, few)
+    assert calibration["calibrated"] is True
+    assert calibration["healthy_windows"] == 40
+    # 40 windows cannot resolve a 1 % rate: each threshold sits beyond the most extreme one.
+    assert calibration["false_alarm_bound"] == pytest.approx(3 / 41, abs=1e-6)
+    assert calibration["false_alarm_measured"] == 0.0
+    assert "at most 7.3% can be promised" in describe(calibration)
+    many = calibrate(model, healthy_windows)
+    assert many["false_alarm_bound"] <= 3 / (many["healthy_windows"] + 1) + 1e-6
