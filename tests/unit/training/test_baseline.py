@@ -125,3 +125,9 @@ def test_a_remaining_life_error_not_lower_than_the_baseline_is_a_warning() -> No
     (warning,) = honesty_warnings({"rul_rmse_hours": 45.0}, baseline, {})
     assert "remaining-life RMSE (hours): 45.0 against 40.0" in warning
     assert honesty_warnings({"rul_rmse_hours": 30.0}, baseline, {}) == []
+
+
+def test_level_with_a_perfect_baseline_is_no_warning() -> None:
+    baseline = {"fault_macro_f1": 1.0}
+    assert honesty_warnings({"fault_macro_f1": 1.0}, baseline, {}) == []
+    assert honesty_warnings({"fault_macro_f1": 0.98}, baseline, {})
