@@ -1,9 +1,12 @@
 """``gnn-service run``: the service working end to end on the current settings.
 
-Starts the worker pool and Flower, then streams the four demo machines, each with a fault
-developing, through the queue (machine time runs 60x faster: one 60 s window per second per
-machine), and shows the latest diagnosis stored for each machine and its worst components,
-read back from the database as the workers store them.
+Starts the worker pool and Flower, then streams machines through the queue, one window per
+machine per second, and shows the latest diagnosis stored for each machine and its worst
+components, read back from the database as the workers store them. The machines are the
+four demo machines, each with a fault developing (machine time runs 60x faster), or a
+user's machine (``--machine spec.yaml --data runs/``): it is registered in the machine
+registry, and each recorded run streams as one machine instance, its snapshots naming the
+machine, so that the model routed to it (or the fallback) diagnoses them.
 """
 
 from __future__ import annotations
@@ -33,17 +36,17 @@ from service.settings import Settings
 
 
 @dataclass
-class _Machine:
+class StreamedMachine:
+    """One machine instance streamed by ``run``: its snapshots, sent one per second."""
+
     name: str
     system_id: str
     snapshots: list[Snapshot]
     sent: int = 0
 
 
-def run_demo(
-    settings: Settings, *, duration_s: float, workers: int, flower: bool, console: Console
-) -> int:
-    """Run the demo for ``duration_s`` seconds; returns the number of diagnoses stored."""
+def demo_machines(duration_s: float, console: Console) -> list[StreamedMachine]:
+    """The four demo machines, each with its demo fault developing, for ``duration_s``."""
     steps = max(2, int(duration_s)) + 2
     prefix = run_prefix()
     machines = []
@@ -54,7 +57,22 @@ def run_demo(
                 run, window=60, stride=60, count=steps, prefix=f"{prefix}-{name}",
                 system_id=f"demo-{name}",
             )  # fmt: skip
-            machines.append(_Machine(name, f"demo-{name}", list(cut)))
+            machines.append(StreamedMachine(name, f"demo-{name}", list(cut)))
+    return machines
+
+
+def run_demo(
+    settings: Settings,
+    machines: list[StreamedMachine],
+    *,
+    duration_s: float,
+    workers: int,
+    flower: bool,
+    console: Console,
+) -> int:
+    """Stream ``machines`` for ``duration_s`` seconds (at most one window per machine per
+    second, until a machine has none left); returns the number of diagnoses stored."""
+    steps = max(len(machine.snapshots) for machine in machines)
     logs = settings.data_dir / "logs"
     pool = [
         WorkerProcess(env={}, hostname=f"gnn-run-{index}@%h", log_path=logs / f"worker-{index}.log")
@@ -104,7 +122,7 @@ def run_demo(
 def _stream(
     client: ProducerClient,
     reader: DiagnosisReader,
-    machines: list[_Machine],
+    machines: list[StreamedMachine],
     live: Live,
     *,
     steps: int,
@@ -119,22 +137,24 @@ def _stream(
         elapsed = time.monotonic() - started
         if elapsed < duration_s and second < steps:
             for machine in machines:
-                client.submit(machine.snapshots[second])
-                sent_ids.add(machine.snapshots[second].snapshot_id)
-                machine.sent += 1
+                if second < len(machine.snapshots):
+                    client.submit(machine.snapshots[second])
+                    sent_ids.add(machine.snapshots[second].snapshot_id)
+                    machine.sent += 1
             second += 1
         latest = [
             d
             for d in reader.latest_per_system()
             if d.system_id in ours and d.snapshot_id in sent_ids
         ]
-        title = f"latest stored diagnosis per machine ({elapsed:.0f} s, machine time 60x)"
+        title = f"latest stored diagnosis per machine ({elapsed:.0f} s, one window a second)"
         live.update(fleet_table(title, latest))
         sent_last = {m.system_id: m.snapshots[m.sent - 1].snapshot_id for m in machines}
         caught_up = all(sent_last[d.system_id] == d.snapshot_id for d in latest)
-        if elapsed >= duration_s and (caught_up and len(latest) == len(machines)):
+        done = elapsed >= duration_s or second >= steps
+        if done and (caught_up and len(latest) == len(machines)):
             return
-        if elapsed > duration_s + 30:
+        if elapsed > min(duration_s, second) + 30:
             return  # the workers stopped answering; the caller says how many are missing
         time.sleep(0.5 if elapsed >= duration_s else max(0.0, started + second - time.monotonic()))
 

@@ -25,12 +25,14 @@ from pydantic_settings import SettingsError
 from cli.benchmark import benchmark_app
 from cli.demo import demo_app
 from cli.importing import import_runs
+from cli.machines import machines_app
 from cli.models import models_app
 from cli.produce import produce
+from cli.run_command import flower_basic_auth, run
 from cli.status import dead_letters, expirations, status
 from cli.stored import read_stored, settings_of
 from cli.train import evaluate, train
-from service.settings import SecuritySettings, Settings, describe_error, misspelled_variables
+from service.settings import Settings, describe_error, misspelled_variables
 
 app = typer.Typer(
     name="gnn-service",
@@ -61,6 +63,8 @@ app.command("expirations")(expirations)
 app.command("train")(train)
 app.command("evaluate")(evaluate)
 app.add_typer(models_app, name="models")
+app.add_typer(machines_app, name="machines")
+app.command()(run)
 
 
 def load_settings() -> Settings:
@@ -174,6 +178,13 @@ def db_upgrade(
     upgrade(settings.database_url, revision)
     now = current_revision(settings.database_url)
     typer.echo(f"database {mask_url(settings.database_url)} at revision {now}")
+    if revision == "head":
+        from service.db.machines import open_machines, register_builtin_machines
+
+        with open_machines(settings) as machines:
+            added = register_builtin_machines(machines)
+        if added:
+            typer.echo("registered demo machines: " + ", ".join(item.name for item in added))
 
 
 @embedded_app.command("status")
@@ -251,55 +262,6 @@ def ping(
         raise typer.Exit(1)
 
 
-@app.command()
-def run(
-    ctx: typer.Context,
-    duration: Annotated[
-        str,
-        typer.Option(
-            help="How long to stream the demo machines: seconds (40) or a duration like "
-            "produce's (90s, 2m); at least 5 s."
-        ),
-    ] = "40s",
-    workers: Annotated[int, typer.Option(min=1, max=16, help="Worker processes to start.")] = 1,
-    flower: Annotated[bool, typer.Option(help="Start Flower next to the workers.")] = True,
-) -> None:
-    """Start the worker pool and Flower, and diagnose the four demo machines live."""
-    from cli.demo_run import run_demo
-    from cli.views import wide_console
-    from service.db.migrate import upgrade
-    from service.settings import mask_url
-
-    seconds = _run_seconds(duration)
-    settings = settings_of(ctx)
-    if flower and settings.security.flower_password is not None:
-        flower_basic_auth(settings.security)  # unset, the demo makes one up; blank is refused
-    upgrade(settings.database_url)
-    stored = run_demo(
-        settings, duration_s=seconds, workers=workers, flower=flower, console=wide_console()
-    )
-    if stored == 0:
-        typer.echo("no diagnosis was stored", err=True)
-        raise typer.Exit(1)
-    typer.echo(f"{stored} diagnoses stored in {mask_url(settings.database_url)}")
-
-
-def _run_seconds(text: str) -> float:
-    """``run --duration``: a number of seconds or a duration (``90s``, ``2m``), >= 5 s."""
-    from cli.demo import duration_option
-
-    try:
-        seconds = float(text)
-    except ValueError:
-        seconds = duration_option(text, "--duration")
-    if not seconds >= _MIN_RUN_S:
-        raise typer.BadParameter(
-            f"{text!r} is shorter than {_MIN_RUN_S:g} s", param_hint="--duration"
-        )
-    return seconds
-
-
-_MIN_RUN_S = 5.0
 _RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -437,34 +399,6 @@ def flower(ctx: typer.Context) -> None:
             f"--basic-auth={auth}",
         ]
     )
-
-
-def flower_basic_auth(security: SecuritySettings) -> str:
-    """Flower's ``--basic-auth`` value, or exit 2 with one line naming the setting at fault.
-
-    Flower reads that option as comma-separated ``user:password`` pairs and lets in whoever
-    sends one of them: a blank password would be no password, and a comma would split off a
-    credential of its own.
-    """
-    secret = security.flower_password
-    password = secret.get_secret_value() if secret is not None else None  # SecretStr("") is falsy
-    user = security.flower_user
-    problem = None
-    if password is None:
-        problem = (
-            "GNN_SECURITY__FLOWER_PASSWORD: Flower needs a password "
-            "(and GNN_SECURITY__FLOWER_USER, default admin)"
-        )
-    elif not password.strip():
-        problem = "GNN_SECURITY__FLOWER_PASSWORD: is empty or blank; Flower needs a password"
-    elif "," in password:
-        problem = "GNN_SECURITY__FLOWER_PASSWORD: must not contain ',' (Flower splits on it)"
-    elif not user.strip() or any(mark in user for mark in ":,"):
-        problem = "GNN_SECURITY__FLOWER_USER: must be a name without ':' or ','"
-    if problem is not None:
-        typer.echo(f"invalid setting {problem}", err=True)
-        raise typer.Exit(2)
-    return f"{user}:{password}"
 
 
 def main() -> None:

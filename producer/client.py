@@ -34,7 +34,7 @@ from loguru import logger
 from prometheus_client import CollectorRegistry
 
 from machines.catalog import builtin_spec
-from schemas import Diagnosis, Snapshot
+from schemas import Diagnosis, Snapshot, SystemSpec
 from schemas.result import DeadLettered, Diagnosed, ExpiredOutcome, parse_outcome
 from service.admission import SpecResolver, admit, parse_snapshot
 from service.celery_app import ServiceApp, create_service_app
@@ -49,7 +49,7 @@ from service.errors import (
 )
 from service.metrics import ProducerMetrics
 from service.results import release_result
-from service.settings import Settings
+from service.settings import Settings, mask_url
 from service.spans import (
     ATTR_CORRELATION_ID,
     ATTR_MESSAGE_ID,
@@ -58,6 +58,13 @@ from service.spans import (
     publish_span,
 )
 from service.wire import CORRELATION_HEADER, PUBLISHED_AT_HEADER, TASK_DIAGNOSE
+
+#: Seconds a registered machine's spec is held before the registry is read again.
+SPEC_HOLD_S = 30.0
+
+
+class _SpecUnchecked(Exception):
+    """The machine registry could not be read: the worker checks the snapshot instead."""
 
 
 @dataclass(frozen=True)
@@ -74,7 +81,8 @@ class ProducerClient:
     Args:
         settings: The service settings (broker, limits, backpressure).
         app: A Celery app to publish with; one is created from ``settings`` if omitted.
-        resolve_spec: Finds a machine's spec by name (built-in demo machines by default).
+        resolve_spec: Finds a machine's spec by name (default: the built-in demo machines,
+            then the machine registry of the configured database).
     """
 
     def __init__(
@@ -82,12 +90,13 @@ class ProducerClient:
         settings: Settings,
         *,
         app: ServiceApp | None = None,
-        resolve_spec: SpecResolver = builtin_spec,
+        resolve_spec: SpecResolver | None = None,
     ) -> None:
         self.settings = settings
         self.app = app if app is not None else create_service_app(settings)
         self.queue = settings.worker.queue
-        self._resolve_spec = resolve_spec
+        self._resolve_spec = resolve_spec or self._registered_spec
+        self._specs: dict[str, tuple[float, SystemSpec]] = {}
         self._depth = 0
         self._depth_checked_at = float("-inf")
         self._closed = False
@@ -123,7 +132,12 @@ class ProducerClient:
             InvalidInput: Names the field and the reason.
         """
         parsed = parse_snapshot(snapshot if isinstance(snapshot, Snapshot) else dict(snapshot))
-        admit(parsed, limits=self.settings.security, resolve_spec=self._resolve_spec)
+        try:
+            admit(parsed, limits=self.settings.security, resolve_spec=self._resolve_spec)
+        except _SpecUnchecked as exc:  # the worker checks it against the registry
+            logger.debug(
+                "machine registry not readable; spec checks left to the worker", error=str(exc)
+            )
         body_size = len(parsed.model_dump_json())
         limit = self.settings.security.max_snapshot_bytes
         if body_size > limit:
@@ -135,6 +149,27 @@ class ProducerClient:
                 snapshot_id=parsed.snapshot_id,
             )
         return parsed
+
+    def _registered_spec(self, name: str) -> SystemSpec:
+        """A demo machine's spec, else the registered machine's (held for SPEC_HOLD_S)."""
+        try:
+            return builtin_spec(name)
+        except LookupError:
+            pass
+        held = self._specs.get(name)
+        if held is not None and time.monotonic() - held[0] < SPEC_HOLD_S:
+            return held[1]
+        try:
+            found = self._reader.machine(name)
+        except Exception as exc:  # a producer may have no access to the database
+            raise _SpecUnchecked(str(exc)) from exc
+        if found is None:
+            raise LookupError(
+                f"no machine named {name!r} is registered in {mask_url(self.settings.database_url)}"
+                " (gnn-service machines register SPEC.yaml)"
+            )
+        self._specs[name] = (time.monotonic(), found.spec)
+        return found.spec
 
     def submit(self, snapshot: Snapshot | Mapping[str, Any]) -> SnapshotHandle:
         """Validate and publish one snapshot."""

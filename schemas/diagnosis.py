@@ -127,7 +127,12 @@ class Diagnosis(BaseModel):
         schema_version: Format version (1).
         snapshot_id: The snapshot diagnosed (unique: one diagnosis per snapshot).
         system_id: The machine instance.
-        model_version: Version of the model that produced it.
+        model_version: Version of the model that produced it (``name:version``).
+        spec_version: Version of the machine's spec it was diagnosed against: the machine
+            registry's version number (``"3"``) for a machine named in the snapshot,
+            ``builtin`` for a demo machine not in the registry, ``inline-`` and the first 12
+            hex digits of the spec's SHA-256 for a spec carried in the snapshot. Absent in
+            diagnoses stored before the registry existed.
         created_at: When it was produced (timezone-aware).
         correlation_id: The caller's correlation id, copied from the snapshot.
         machine_health: 1 healthy, 0 failed, for the whole machine.
@@ -142,6 +147,7 @@ class Diagnosis(BaseModel):
     snapshot_id: OpaqueId
     system_id: OpaqueId
     model_version: str = Field(min_length=1, max_length=128)
+    spec_version: str | None = Field(default=None, min_length=1, max_length=64)
     created_at: AwareDatetime
     correlation_id: CorrelationId | None = None
     machine_health: Unit

@@ -19,12 +19,12 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
-    Info,
     PlatformCollector,
     ProcessCollector,
 )
 
 from schemas.outcomes import DeadLetterReason
+from service.metrics_models import ModelFamilies
 
 #: 1 ms to 10 s, about three buckets per decade.
 LATENCY_BUCKETS = (
@@ -267,25 +267,12 @@ class ServiceMetrics:
         )
 
     def _models(self, r: CollectorRegistry) -> None:
-        """Families: models."""
-        self.model_info = Info("gnn_model", "The model version served and its device.", registry=r)
-        self.model_load = Histogram(
-            "gnn_model_load_seconds",
-            "Loading a model version, warm-up included.",
-            buckets=LATENCY_BUCKETS,
-            registry=r,
+        """Families: models (defined in service.metrics_models)."""
+        m = self.per_model = ModelFamilies(
+            r, latency_buckets=LATENCY_BUCKETS, size_buckets=SIZE_BUCKETS
         )
-        self.model_warmup = Gauge(
-            "gnn_model_warmup_seconds", "Warm-up time of the model served.", registry=r
-        )
-        self.model_swaps = Counter(
-            "gnn_model_swaps_total", "Model versions switched between batches.", registry=r
-        )
-        self.model_swap_failures = Counter(
-            "gnn_model_swap_failures_total",
-            "New versions that could not be loaded (the old one kept serving).",
-            registry=r,
-        )
+        self.model_info, self.model_load, self.model_warmup = m.info, m.load, m.warmup
+        self.model_swaps, self.model_swap_failures = m.swaps, m.swap_failures
 
     def _database(self, r: CollectorRegistry) -> None:
         """Families: database."""

@@ -377,13 +377,22 @@ class ModelSettings(SettingsSection):
     name: str = Field(
         default="universal",
         pattern=r"^[A-Za-z0-9_-]{1,64}$",
-        description="Model name in the registry; its active version (else the bundled one) runs.",
+        description="The fallback model: it diagnoses every machine no active model version "
+        "serves; its active version in the registry runs, else the bundled one.",
     )
     registry_check_interval_s: float = Field(
         default=2.0,
         gt=0,
         le=3_600,
-        description="Seconds between checks of the registry's active version (hot swap).",
+        description="Seconds between checks of the model and machine registries (hot swap, "
+        "routes, machines).",
+    )
+    cache_max_mb: int = Field(
+        default=512,
+        ge=1,
+        le=1_048_576,
+        description="Most MiB of weights of routed models (other than GNN_MODEL__NAME) a "
+        "worker keeps loaded; the least recently used is unloaded beyond it.",
     )
     max_failures_per_snapshot: int = Field(
         default=6,

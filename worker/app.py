@@ -123,16 +123,30 @@ class WorkerApp(ServiceApp):
 
 
 def build_snapshot_consumer(app: WorkerApp, resources: ProcessResources) -> SnapshotConsumer:
-    """The snapshot consumer of this process: model source, breaker and outcome store."""
-    from machines.catalog import builtin_spec
+    """The snapshot consumer of this process: machines, model routes, model source, breaker
+    and outcome store."""
+    from service.db.machines import MachineRegistry
     from worker.breaker import CircuitBreaker
     from worker.consumer import SnapshotConsumer
+    from worker.machine_book import MachineBook
+    from worker.model_router import ModelRouter
     from worker.model_source import ModelSource
     from worker.pipeline import BatchProcessor
     from worker.storage import OutcomeStore
 
     settings = app.settings
-    source = ModelSource(settings, model_registry(settings, resources))
+    registry = model_registry(settings, resources)
+    source = ModelSource(settings, registry)
+    book = MachineBook(MachineRegistry(resources.database, run=resources.run))
+    metrics = app.metrics
+    router = ModelRouter(
+        registry=registry,
+        fallback=settings.model.name,
+        load=source.load_model,
+        machines=book,
+        cache_max_bytes=settings.model.cache_max_mb * 1024 * 1024,
+        metrics=metrics,
+    )
     config = settings.breaker
     breaker = CircuitBreaker(
         failure_threshold=config.failure_threshold,
@@ -141,12 +155,15 @@ def build_snapshot_consumer(app: WorkerApp, resources: ProcessResources) -> Snap
         min_calls=config.min_calls,
         reset_timeout_s=config.reset_timeout_s,
     )
-    metrics = app.metrics
 
     def on_breaker(old: Any, new: Any) -> None:
         logger.warning("circuit breaker", old=old.value, new=new.value)
         metrics.record_breaker(old.value, new.value)
         metrics.record_pause("breaker", new.value == "open")
+
+    def prepare() -> None:
+        book.start()
+        router.refresh(force=True)
 
     breaker.on_change(on_breaker)
     return SnapshotConsumer(
@@ -155,11 +172,18 @@ def build_snapshot_consumer(app: WorkerApp, resources: ProcessResources) -> Snap
         load_runner=source.load,
         probe_version=source.token,
         processor_factory=lambda runner: BatchProcessor(
-            settings=settings, runner=runner, resolve_spec=builtin_spec, metrics=metrics
+            settings=settings,
+            runner=runner,
+            resolve_spec=book,
+            metrics=metrics,
+            router=router,
+            spec_version=book.version_of,
         ),
         breaker=breaker,
         store=OutcomeStore(resources),
         metrics=metrics,
+        prepare=prepare,
+        also_check=(book.refresh, router.refresh),
     )
 
 

@@ -45,7 +45,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -87,6 +87,8 @@ class SnapshotConsumer:
         breaker: The circuit breaker around model execution.
         store: Where outcomes are stored (the database) before they are acknowledged.
         metrics: Where the consumer reports (None: nowhere).
+        prepare: Runs before the first model load (reads the machines and model routes).
+        also_check: Run between batches when the registry check is due.
     """
 
     def __init__(
@@ -100,6 +102,8 @@ class SnapshotConsumer:
         breaker: CircuitBreaker,
         store: OutcomeStore,
         metrics: ServiceMetrics | None = None,
+        prepare: Callable[[], object] | None = None,
+        also_check: Sequence[Callable[[], object]] = (),
     ) -> None:
         self.app = app
         self.settings = settings
@@ -123,6 +127,8 @@ class SnapshotConsumer:
             check_interval_s=settings.model.registry_check_interval_s,
             freezes_heap=settings.worker.freeze_heap,
             metrics=metrics,
+            prepare=prepare,
+            also_check=also_check,
         )
         self._buffer = BatchBuffer(
             queue=settings.worker.queue,
@@ -325,6 +331,13 @@ class SnapshotConsumer:
                         waits_s=[closed_at - item.received_monotonic for item in batch],
                         timings=result.timings,
                     )
+                    for model, share in result.models.items():
+                        self.metrics.per_model.record(
+                            model,
+                            snapshots=share.snapshots,
+                            forward_s=share.forward_s,
+                            failed=share.failed,
+                        )
                 settled = self._settler.settle(result)
                 if self._events is not None and (settled.outcomes or settled.requeued):
                     self._events.batch(

@@ -14,33 +14,33 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable, Coroutine, Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from service.db.database import Database, connected
 from service.db.schema import model_activations, model_versions
-from service.settings import Settings, mask_url
+from service.db.sync_store import Runner, SyncStore
+from service.settings import Settings
 from worker.model.loader import CHECKPOINT_SUFFIX, load_checkpoint, read_manifest
 from worker.model.registry import (
     ModelStatus,
     ModelVersion,
     RegistryError,
     check_name,
+    check_serves,
     check_version,
 )
-
-Runner = Callable[[Coroutine[Any, Any, Any]], Any]
 
 _SUMMARY = [c for c in model_versions.c if c.name != "checkpoint"]
 
 
-class DatabaseRegistry:
+class DatabaseRegistry(SyncStore):
     """A :class:`~worker.model.registry.ModelRegistry` on the service database.
 
     Args:
@@ -50,28 +50,11 @@ class DatabaseRegistry:
     """
 
     def __init__(self, database: Database, *, run: Runner, cache_dir: Path) -> None:
-        self.database = database
+        super().__init__(database, run=run, what="model registry")
         self.cache_dir = Path(cache_dir)
-        self._run = run
-        self._closed = False
 
-    def __repr__(self) -> str:
-        return f"DatabaseRegistry({self.database!r})"
-
-    @property
-    def location(self) -> str:
-        """Where the registry lives (the database URL, password masked)."""
-        return mask_url(self.database.url)
-
-    def __enter__(self) -> DatabaseRegistry:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        """Refuse further use (the database itself belongs to its owner)."""
-        self._closed = True
+    def _closed_error(self) -> RegistryError:
+        return RegistryError("the model registry is closed")
 
     # protocol ---------------------------------------------------------------------
 
@@ -92,9 +75,16 @@ class DatabaseRegistry:
         return self._materialize(self._version(row))
 
     def register(
-        self, checkpoint_path: str | Path, *, name: str | None = None, version: str | None = None
+        self,
+        checkpoint_path: str | Path,
+        *,
+        name: str | None = None,
+        version: str | None = None,
+        serves: Sequence[str] | None = None,
     ) -> ModelVersion:
         """Verify a checkpoint (it must load) and store it as ``staged``.
+
+        ``serves`` defaults to the machines the checkpoint was trained on.
 
         Raises:
             CheckpointError: The file is not a loadable checkpoint.
@@ -105,6 +95,7 @@ class DatabaseRegistry:
         loaded = load_checkpoint(source)  # full verification: header, SHA-256, shapes
         model = check_name(name or loaded.name)
         tag = check_version(version or loaded.version)
+        machines = check_serves(list(loaded.metadata.systems) if serves is None else serves)
         manifest = read_manifest(source)
         payload = source.read_bytes()
         row = {
@@ -117,6 +108,7 @@ class DatabaseRegistry:
             "size_bytes": len(payload),
             "metrics": manifest.get("metrics", {}),
             "checkpoint": payload,
+            "serves": list(machines),
         }
 
         async def write(connection: AsyncConnection) -> None:
@@ -211,6 +203,42 @@ class DatabaseRegistry:
         )
         return f"{rows[0].version}@{rows[0].id}" if rows else None
 
+    def deactivate(self, name: str) -> ModelVersion:
+        """Retire the active version of ``name``: its machines go back to the fallback model.
+
+        Raises:
+            RegistryError: ``name`` has no active version.
+        """
+        current = self.active(name)
+        if current is None:
+            raise RegistryError(f"model {name} has no active version to deactivate")
+
+        async def write(connection: AsyncConnection) -> None:
+            await _active_version(connection, name)
+            await _set_status(connection, name, ModelStatus.ACTIVE, ModelStatus.RETIRED)
+            await connection.execute(
+                delete(model_activations).where(model_activations.c.name == name)
+            )
+
+        self._transaction(write, what="model deactivation")
+        return self.get(name, current.version)
+
+    def active_versions(self) -> list[ModelVersion]:
+        """The active version of every model name (checkpoints not written to the cache)."""
+        rows = self._query(
+            select(*_SUMMARY)
+            .where(model_versions.c.status == ModelStatus.ACTIVE.value)
+            .order_by(model_versions.c.name)
+        )
+        return [self._version(row) for row in rows]
+
+    def routing_token(self) -> str:
+        """Changes with every activation, rollback and deactivation of any model name."""
+        row = self._query(
+            select(func.max(model_activations.c.id), func.count(model_activations.c.id))
+        )[0]
+        return f"{row[0]}:{row[1]}"
+
     # helpers ----------------------------------------------------------------------
 
     def _one(self, name: str, version: str) -> Any:
@@ -260,32 +288,8 @@ class DatabaseRegistry:
             path=self.cache_dir / f"{row.name}-{row.version}-{row.sha256[:16]}{CHECKPOINT_SUFFIX}",
             size_bytes=int(row.size_bytes),
             metrics=metrics,
+            serves=tuple(row.serves or ()),
         )
-
-    def _query(self, query: Any) -> list[Any]:
-        self._check_open()
-
-        async def read() -> list[Any]:
-            async with self.database.engine.connect() as connection:
-                return list((await connection.execute(query)).all())
-
-        result: list[Any] = self._run(self.database.retrying(read, what="registry read"))
-        return result
-
-    def _transaction(
-        self, body: Callable[[AsyncConnection], Coroutine[Any, Any, None]], *, what: str
-    ) -> None:
-        self._check_open()
-
-        async def write() -> None:
-            async with self.database.engine.begin() as connection:
-                await body(connection)
-
-        self._run(self.database.retrying(write, what=what))
-
-    def _check_open(self) -> None:
-        if self._closed:
-            raise RegistryError("the model registry is closed")
 
 
 async def _active_version(connection: AsyncConnection, name: str) -> str | None:

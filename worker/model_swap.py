@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from loguru import logger
 
@@ -38,6 +38,10 @@ class ModelSwapper:
         check_interval_s: Seconds between version checks (``model.registry_check_interval_s``).
         freezes_heap: Whether to freeze the heap after each load (``worker.freeze_heap``).
         metrics: Where loads and failed swaps are reported (None: nowhere).
+        prepare: Runs before the first load, inside its outage retries (reading the machine
+            registry and the model routes).
+        also_check: Run at every due check, before the fallback's token is compared
+            (refreshing the machines and the routes of other models).
     """
 
     def __init__(
@@ -49,6 +53,8 @@ class ModelSwapper:
         check_interval_s: float,
         freezes_heap: bool,
         metrics: ServiceMetrics | None = None,
+        prepare: Callable[[], object] | None = None,
+        also_check: Sequence[Callable[[], object]] = (),
     ) -> None:
         self.processor: BatchProcessor | None = None
         self.check_interval_s = check_interval_s
@@ -57,6 +63,8 @@ class ModelSwapper:
         self._load_runner = load_runner
         self._probe_version = probe_version
         self._processor_factory = processor_factory
+        self._prepare = prepare
+        self._also_check = tuple(also_check)
         self._swap = threading.Event()
         self._next_check = 0.0
         self._token = ""
@@ -73,6 +81,8 @@ class ModelSwapper:
         """
         while not stop.is_set():
             try:
+                if self._prepare is not None:
+                    self._prepare()
                 return self._timed_load(swap=False)
             except TransientError as exc:
                 logger.warning("model registry unavailable; retrying the load", error=str(exc))
@@ -98,6 +108,8 @@ class ModelSwapper:
 
     def _maybe_swap(self) -> None:
         self._swap.clear()
+        for check in self._also_check:
+            check()
         try:
             token = self._probe_version()
         except TransientError as exc:

@@ -9,9 +9,10 @@ and stores, acknowledges or requeues according to what it returns.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from loguru import logger
 
@@ -19,14 +20,20 @@ from schemas import DeadLetter, DeadLetterReason, Expired, Snapshot, SystemSpec,
 from schemas.result import DeadLettered, Diagnosed, ExpiredOutcome
 from service import spans
 from service.admission import SpecResolver, admit, parse_snapshot
+from service.db.machines import spec_digest
 from service.errors import InvalidInput, ModelError
 from service.metrics import ServiceMetrics
 from service.settings import Settings
 from worker.engine import ModelRunner
+from worker.machine_book import BUILTIN_VERSION
 from worker.messages import Incoming, printable
 from worker.model import GraphSample, ModelOutput, encode_window
 from worker.model.features import resampled
 from worker.postprocess import assemble, component_diagnoses
+
+if TYPE_CHECKING:
+    from service.settings_sections import DiagnosisSettings
+    from worker.model_router import ModelRouter
 
 Outcome = Diagnosed | ExpiredOutcome | DeadLettered
 
@@ -64,10 +71,20 @@ class BatchResult:
     nodes: int = 0
     out_of_memory: int = 0
     splits: int = 0
+    models: dict[str, ModelShare] = field(default_factory=dict)
 
     def count(self, outcome: str) -> int:
         """How many finished messages had ``outcome``."""
         return sum(1 for item in self.finished if item.outcome.outcome == outcome)
+
+
+@dataclass
+class ModelShare:
+    """What one model did in a micro-batch (per-model metrics)."""
+
+    snapshots: int = 0
+    forward_s: float = 0.0
+    failed: int = 0
 
 
 @dataclass
@@ -76,16 +93,20 @@ class _Accepted:
     snapshot: Snapshot
     spec: SystemSpec
     sample: GraphSample
+    runner: ModelRunner
+    spec_version: str | None
 
 
 class BatchProcessor:
-    """Turns micro-batches of messages into outcomes with one model forward each.
+    """Turns micro-batches of messages into outcomes with one model forward per model.
 
     Args:
         settings: Service settings (limits, diagnosis thresholds).
-        runner: The model runner; swapped between batches by the consumer.
+        runner: The fallback model's runner; swapped between batches by the consumer.
         resolve_spec: Finds a machine's spec by name.
         metrics: Where diagnoses of short windows are counted (none: not counted).
+        router: Routes machines to other models (None: the fallback serves every machine).
+        spec_version: The version of a named machine's spec (None: ``builtin``).
     """
 
     def __init__(
@@ -95,13 +116,25 @@ class BatchProcessor:
         runner: ModelRunner,
         resolve_spec: SpecResolver,
         metrics: ServiceMetrics | None = None,
+        router: ModelRouter | None = None,
+        spec_version: Callable[[str], str | None] | None = None,
     ) -> None:
         self.settings = settings
         self.runner = runner
-        # The model's calibrated status thresholds, unless GNN_DIAGNOSIS__CALIBRATED=false.
-        self.rules = settings.diagnosis.for_model(runner.calibration)
         self.resolve_spec = resolve_spec
         self.metrics = metrics
+        self.router = router
+        self.spec_version = spec_version or (lambda _name: BUILTIN_VERSION)
+        self._rules: dict[str, DiagnosisSettings] = {}
+
+    def rules_of(self, runner: ModelRunner) -> DiagnosisSettings:
+        """The model's calibrated status thresholds, unless GNN_DIAGNOSIS__CALIBRATED=false."""
+        rules = self._rules.get(runner.version)
+        if rules is None:
+            rules = self._rules[runner.version] = self.settings.diagnosis.for_model(
+                runner.calibration
+            )
+        return rules
 
     def __repr__(self) -> str:
         return f"BatchProcessor(model={self.runner.version!r})"
@@ -123,7 +156,14 @@ class BatchProcessor:
         if not accepted:
             return result
         result.nodes = sum(item.sample.x.shape[0] for item in accepted)
-        self._diagnose(accepted, result, started, closed_at, features_s)
+        groups: dict[int, list[_Accepted]] = {}
+        for item in accepted:  # one forward per model, in order of first appearance
+            groups.setdefault(id(item.runner), []).append(item)
+        for group in groups.values():
+            self._diagnose(group, result, started, closed_at, features_s / len(accepted))
+        result.model_failed = not any(
+            isinstance(item.outcome, Diagnosed) for item in result.finished
+        )
         return result
 
     def _forward(self, accepted: list[_Accepted], result: BatchResult) -> list[ModelOutput | None]:
@@ -133,12 +173,15 @@ class BatchProcessor:
         snapshots of a batch holding a poison one are diagnosed, and only the snapshots that
         fail alone count failures.
         """
+        runner = accepted[0].runner
+        share = result.models.setdefault(runner.version, ModelShare())
         try:
-            outputs, stats = self.runner.forward([item.sample for item in accepted])
+            outputs, stats = runner.forward([item.sample for item in accepted])
         except Exception as exc:
             error = exc if isinstance(exc, ModelError) else _unexpected(exc)
             if len(accepted) == 1:
                 item = accepted[0]
+                share.failed += 1
                 result.failed.append((item.incoming, item.snapshot.snapshot_id))
                 result.error = result.error or error
                 logger.error(
@@ -151,6 +194,8 @@ class BatchProcessor:
             half = len(accepted) // 2
             return self._forward(accepted[:half], result) + self._forward(accepted[half:], result)
         result.timings["forward"] = result.timings.get("forward", 0.0) + stats.seconds
+        share.snapshots += len(accepted)
+        share.forward_s += stats.seconds
         result.out_of_memory += stats.out_of_memory
         result.splits += stats.splits
         return list(outputs)
@@ -161,8 +206,12 @@ class BatchProcessor:
         result: BatchResult,
         started: float,
         closed_at: float,
-        features_s: float,
+        features_share_s: float,
     ) -> None:
+        """Forward one model's snapshots and assemble their diagnoses."""
+        runner = accepted[0].runner
+        forward_before = result.timings.get("forward", 0.0)
+        post_before = result.timings.get("postprocess", 0.0)
         with spans.stage_span(
             spans.STAGE_FORWARD,
             **{spans.ATTR_BATCH_SIZE: len(accepted), spans.ATTR_BATCH_NODES: result.nodes},
@@ -174,16 +223,14 @@ class BatchProcessor:
             if output is not None
         ]
         if not done:
-            result.model_failed = True
             return
-        forward_s = result.timings.get("forward", 0.0)
+        forward_s = result.timings.get("forward", 0.0) - forward_before
         post_started = time.perf_counter()
+        rules = self.rules_of(runner)
         with spans.stage_span(spans.STAGE_POSTPROCESS):
-            records = [
-                component_diagnoses(item.sample, output, self.rules) for item, output in done
-            ]
+            records = [component_diagnoses(item.sample, output, rules) for item, output in done]
         post_s = time.perf_counter() - post_started
-        result.timings["postprocess"] = post_s
+        result.timings["postprocess"] = post_before + post_s
         share = 1000.0 / len(done)
         total_ms = (time.perf_counter() - started) * 1000.0
         created_at = datetime.now(UTC)
@@ -194,12 +241,13 @@ class BatchProcessor:
                 sample=item.sample,
                 components=components,
                 machine_health=machine_health,
-                model_version=self.runner.version,
+                model_version=runner.version,
+                spec_version=item.spec_version,
                 created_at=created_at,
                 timings=Timings(
                     queue_ms=_queue_ms(item.incoming),
                     batch_wait_ms=batch_wait_ms,
-                    features_ms=features_s * share,
+                    features_ms=features_share_s * 1000.0,
                     forward_ms=forward_s * share,
                     postprocess_ms=post_s * share,
                     total_ms=total_ms + batch_wait_ms,
@@ -219,7 +267,7 @@ class BatchProcessor:
     def _count_short(self, item: _Accepted) -> None:
         """A diagnosis of a window shorter than the model's (its warning says so)."""
         rate = item.snapshot.window.sample_rate_hz
-        label = "true" if resampled(rate, self.runner.contract) else "false"
+        label = "true" if resampled(rate, item.runner.contract) else "false"
         logger.debug(
             "short window",
             snapshot_id=item.snapshot.snapshot_id,
@@ -250,13 +298,19 @@ class BatchProcessor:
             admitted = admit(
                 snapshot, limits=self.settings.security, resolve_spec=self.resolve_spec
             )
-            graph = self.runner.specs.get(admitted.spec)
+            routed = self.router.runner_for(admitted.spec.name) if self.router else None
+            runner = routed or self.runner
+            graph = runner.specs.get(admitted.spec)
             sample = encode_window(
                 graph,
                 snapshot.window.readings,
                 snapshot.window.sample_rate_hz,
-                self.runner.contract,
+                runner.contract,
             )
+        except ModelError as exc:  # the routed model cannot be loaded: requeue, count
+            result.failed.append((incoming, snapshot.snapshot_id))
+            result.error = result.error or exc
+            return None
         except InvalidInput as exc:
             result.finished.append(dead_letter(incoming, exc.reason, str(exc), exc.field))
             return None
@@ -270,7 +324,11 @@ class BatchProcessor:
                 )
             )
             return None
-        return _Accepted(incoming, snapshot, admitted.spec, sample)
+        if isinstance(snapshot.spec, SystemSpec):
+            version: str | None = f"inline-{spec_digest(snapshot.spec)[:12]}"
+        else:
+            version = self.spec_version(snapshot.spec)
+        return _Accepted(incoming, snapshot, admitted.spec, sample, runner, version)
 
 
 def deadline_of(incoming: Incoming, snapshot: Snapshot) -> datetime | None:

@@ -142,6 +142,7 @@ def assemble(
     components: list[ComponentDiagnosis],
     machine_health: float,
     model_version: str,
+    spec_version: str | None,
     created_at: datetime,
     timings: Timings,
 ) -> Diagnosis:
@@ -163,6 +164,7 @@ def assemble(
         snapshot_id=snapshot.snapshot_id,
         system_id=snapshot.system_id,
         model_version=model_version,
+        spec_version=spec_version,
         created_at=created_at,
         correlation_id=snapshot.correlation_id,
         machine_health=machine_health,

@@ -10,6 +10,7 @@ from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from schemas import Diagnosis, Expired
 from service.db.database import Database, LoopRunner
+from service.db.machines import MachineVersion, active_machine
 from service.db.repositories import Activity, DeadLetterEntry, OutcomeRepository
 from service.errors import ConfigurationError
 from service.settings import Settings, mask_url
@@ -70,6 +71,10 @@ class DiagnosisReader:
     def prune(self, before: datetime) -> dict[str, int]:
         """Delete the outcomes stored before ``before``; rows deleted per table."""
         return self._read(lambda repo: repo.prune(before=before))
+
+    def machine(self, name: str) -> MachineVersion | None:
+        """The active version of the registered machine ``name`` (None: unknown or retired)."""
+        return self._read(lambda repo: active_machine(repo.database, name))
 
     def close(self) -> None:
         """Dispose of the engine and its loop."""

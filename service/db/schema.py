@@ -101,6 +101,7 @@ diagnoses = Table(
     Column("snapshot_id", String(128), nullable=False),
     Column("system_id", String(128), nullable=False),
     Column("model_version", String(128), nullable=False),
+    Column("spec_version", String(64)),
     Column("machine_health", Float, nullable=False),
     Column("status", String(16), nullable=False),
     Column("top_fault", String(64), nullable=False),
@@ -160,6 +161,8 @@ model_versions = Table(
     Column("size_bytes", BigInteger, nullable=False),
     Column("metrics", Document, nullable=False),
     Column("checkpoint", LargeBinary, nullable=False),
+    # Machine names or shell-style patterns (press_line_*) this version serves when active.
+    Column("serves", Document, nullable=False, server_default="[]"),
     UniqueConstraint("name", "version", name="uq_model_versions_name_version"),
     comment="The model registry: every registered checkpoint, its bytes and its status.",
 )
@@ -173,4 +176,18 @@ model_activations = Table(
     Column("activated_at", Moment, nullable=False),
     Index("ix_model_activations_name_id", "name", "id"),
     comment="Activation history per model name; the newest row is the active version.",
+)
+
+machines = Table(
+    "machines",
+    metadata,
+    Column("id", Key, primary_key=True, autoincrement=True),
+    Column("name", String(128), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("spec", Document, nullable=False),
+    Column("spec_sha256", String(64), nullable=False),
+    Column("registered_at", Moment, nullable=False),
+    UniqueConstraint("name", "version", name="uq_machines_name_version"),
+    comment="The machine registry: every registered version of every machine's spec.",
 )

@@ -7,34 +7,16 @@ import os
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-from pipeline_helpers import demo_snapshots, outcomes, publish_raw, task_body
-from prometheus_client.parser import text_string_to_metric_families
+from pipeline_helpers import demo_snapshots, outcomes, publish_raw, scrape, task_body, value
 
 from producer.client import ProducerClient
 from schemas.result import DeadLettered, Diagnosed
 from service.launcher import WorkerProcess, free_port
 
 StartWorker = Callable[..., WorkerProcess]
-
-
-def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    with urllib.request.urlopen(url, timeout=5) as response:
-        text = response.read().decode()
-    return {
-        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    }
-
-
-def value(
-    samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str, **labels: str
-) -> float:
-    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
 
 
 def test_a_live_worker_reports_traffic_outcomes_latency_and_storage(

@@ -1,5 +1,6 @@
 """Three worker processes on one Redis queue and one PostgreSQL database: a version activated
-with `gnn-service models activate` reaches all of them without a restart, they share a
+with `gnn-service models activate` (of the fallback model, then of a model routed to one
+machine) reaches all of them without a restart, they share a
 burst, and killing one mid-batch loses nothing and stores nothing twice (its messages come
 back through the survivors' restore scan after the visibility timeout)."""
 
@@ -22,10 +23,12 @@ from pipeline_helpers import (
 )
 
 from producer.client import ProducerClient
+from schemas import load_spec
 from schemas.result import Diagnosed
 from service.launcher import WorkerProcess
 
 StartWorker = Callable[..., WorkerProcess]
+_PRESS = Path(__file__).parents[2] / "docs" / "examples" / "hydraulic_press.yaml"
 CliRunner = Callable[..., object]
 
 pytestmark = pytest.mark.parametrize("pipeline_env", ["redis"], indirect=True)
@@ -76,3 +79,26 @@ def test_three_workers_switch_models_together_share_a_burst_and_survive_a_kill(
     for survivor in workers[1:]:
         assert log_events(survivor.log_path, "batch settled")  # the burst was shared
     assert client.queue_depth() == 0
+
+    # A model routed to one machine reaches every surviving worker too.
+    press = load_spec(_PRESS)
+    checkpoint = write_checkpoint(checkpoint.with_name("press.gnnckpt"), "1.0", name="press")
+    for args in (
+        ("machines", "register", str(_PRESS)),
+        ("models", "register", str(checkpoint), "--serves", press.name),
+        ("models", "activate", "press", "1.0"),
+    ):
+        done = gnn_cli(*args, env=pipeline_env)
+        assert done.returncode == 0, done.stderr  # type: ignore[attr-defined]
+    activated = time.monotonic()
+    while not all(
+        any(press.name in e["routes"] for e in log_events(w.log_path, "model routes read"))
+        for w in workers[1:]
+    ):
+        assert time.monotonic() - activated < 30, "not every worker read the new route"
+        time.sleep(0.1)
+    pressed = [
+        s.model_copy(update={"spec": press.name}) for s in demo_snapshots(60, "fleet-press", press)
+    ]
+    routed = outcomes(client, [h.snapshot_id for h in client.submit_many(pressed)], timeout=120)
+    assert {r.diagnosis.model_version for r in routed.values()} == {"press:1.0"}

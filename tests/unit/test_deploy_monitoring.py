@@ -142,7 +142,7 @@ def service_series() -> dict[str, frozenset[str]]:
     registry.register(queue)
     declared = {
         wrapper._name: set(wrapper._labelnames)
-        for wrapper in vars(metrics).values()
+        for wrapper in [*vars(metrics).values(), *vars(metrics.per_model).values()]
         if hasattr(wrapper, "_labelnames")
     }
     declared.update({family.name: set(family._labelnames) for family in queue._families()})

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import enum
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -27,6 +27,7 @@ BUNDLED_DIR: Final = "bundled"
 
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$")
+_SERVES = re.compile(r"^[A-Za-z0-9_*?.-][A-Za-z0-9_*?.\[\]-]{0,127}$")
 
 
 class RegistryError(ConfigurationError):
@@ -55,6 +56,9 @@ class ModelVersion:
         path: The registry's copy of the checkpoint.
         size_bytes: Size of the checkpoint file.
         metrics: Validation metrics from the checkpoint.
+        serves: Machine names, or shell-style patterns (``press_line_*``), whose snapshots
+            this version diagnoses while active; empty for a model that serves only as the
+            fallback (``GNN_MODEL__NAME``).
     """
 
     name: str
@@ -66,6 +70,7 @@ class ModelVersion:
     path: Path
     size_bytes: int
     metrics: Mapping[str, Any] = field(default_factory=dict)
+    serves: tuple[str, ...] = ()
 
 
 class ModelRegistry(Protocol):
@@ -80,10 +85,15 @@ class ModelRegistry(Protocol):
         ...
 
     def register(
-        self, checkpoint_path: str | Path, *, name: str | None = None, version: str | None = None
+        self,
+        checkpoint_path: str | Path,
+        *,
+        name: str | None = None,
+        version: str | None = None,
+        serves: Sequence[str] | None = None,
     ) -> ModelVersion:
         """Verify a checkpoint and copy it in as ``staged`` (name and version default to
-        the checkpoint's own)."""
+        the checkpoint's own, the machines it serves to those it was trained on)."""
         ...
 
     def activate(self, name: str, version: str) -> ModelVersion:
@@ -141,6 +151,20 @@ def check_version(version: str) -> str:
             "starting with a letter or digit"
         )
     return version
+
+
+def check_serves(patterns: Sequence[str]) -> tuple[str, ...]:
+    """Return ``patterns`` (machine names or shell-style patterns), without repeats, if valid."""
+    kept: list[str] = []
+    for pattern in patterns:
+        if not _SERVES.match(pattern):
+            raise RegistryError(
+                f"invalid machine name or pattern {pattern!r}: use 1-128 letters, digits, "
+                "_, -, . and the wildcards * ? [ ]"
+            )
+        if pattern not in kept:
+            kept.append(pattern)
+    return tuple(kept)
 
 
 def bundled_checkpoints() -> dict[str, Path]:

@@ -15,18 +15,17 @@ from pathlib import Path
 
 import pytest
 import typer
+from doc_commands import ROOT, SKAB, doc_commands, doc_workdir
 from typer.testing import CliRunner, Result
 
 from cli.demo import demo_app
 from cli.importing import import_runs
+from cli.machines import machines_app
 from cli.models import models_app
 from cli.train import evaluate, train
 from service.settings import Settings
 
-ROOT = Path(__file__).resolve().parents[3]
 DOC = ROOT / "docs" / "byom.md"
-SHARED = ROOT.parent / "shared"
-SKAB = SHARED / "data" / "skab"
 
 needs_skab = pytest.mark.skipif(
     not SKAB.is_dir(), reason=f"SKAB data not present at {SKAB} (see ../shared/data/README.md)"
@@ -45,32 +44,18 @@ def _app(data_dir: Path) -> typer.Typer:
     app.command("train")(train)
     app.command("evaluate")(evaluate)
     app.add_typer(models_app, name="models")
+    app.add_typer(machines_app, name="machines")
     return app
 
 
 def _doc_commands() -> list[tuple[list[str], list[str]]]:
-    """Each ``$ gnn-service`` command of the doc's console blocks with the output shown
-    under it (lines up to the next command or the block's end)."""
-    commands: list[tuple[list[str], list[str]]] = []
-    for block in re.findall(r"```console\n(.*?)```", DOC.read_text(encoding="utf-8"), re.S):
-        for line in block.splitlines():
-            if line.startswith("$ "):
-                words = shlex.split(line[2:])
-                assert words[0] == "gnn-service", line
-                commands.append((words[1:], []))
-            else:
-                commands[-1][1].append(line)
-    return commands
+    """The doc's commands but ``run``, which starts workers (tests/integration runs it)."""
+    return [(args, shown) for args, shown in doc_commands(DOC) if args[0] != "run"]
 
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    base = tmp_path_factory.mktemp("byom")
-    (base / "shared").symlink_to(SHARED)
-    work = base / "work"
-    work.mkdir()
-    (work / "docs").symlink_to(ROOT / "docs")
-    return work
+    return doc_workdir(tmp_path_factory.mktemp("byom"))
 
 
 def _run(workdir: Path, args: list[str], monkeypatch: pytest.MonkeyPatch) -> Result:
@@ -81,10 +66,10 @@ def _run(workdir: Path, args: list[str], monkeypatch: pytest.MonkeyPatch) -> Res
     return result
 
 
-def test_the_doc_runs_validate_import_train_evaluate_register_in_that_order() -> None:
+def test_the_doc_runs_validate_import_train_evaluate_register_serve_in_that_order() -> None:
     verbs = [
-        " ".join(args[:2]) if args[0] in {"demo", "models"} else args[0]
-        for args, _ in _doc_commands()
+        " ".join(args[:2]) if args[0] in {"demo", "models", "machines"} else args[0]
+        for args, _ in doc_commands(DOC)
     ]
     assert verbs == [
         "demo validate",
@@ -93,6 +78,10 @@ def test_the_doc_runs_validate_import_train_evaluate_register_in_that_order() ->
         "evaluate",
         "models register",
         "models list",
+        "machines register",
+        "models activate",
+        "machines list",
+        "run",
     ]
 
 
@@ -139,5 +128,8 @@ def test_byom_train_evaluate_and_register_run_as_written(
 
     assert (workdir / "models" / "skab.gnnckpt").is_file()
     assert re.search(r"skab 1 on \d+ windows", results[1].stdout)  # evaluate's table title
-    assert "registered skab 1 (staged)" in results[2].stdout
+    assert "registered skab 1 (staged), serving skab-pump-rig" in results[2].stdout
     assert "skab" in results[3].stdout
+    assert "registered skab-pump-rig version 1" in results[4].stdout
+    assert "activated skab 1: serves skab-pump-rig" in results[5].stdout
+    assert re.search(r"skab-pump-rig .* skab ", results[6].stdout)  # machines list's row

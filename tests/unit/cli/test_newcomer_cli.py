@@ -10,7 +10,7 @@ from collections.abc import Callable
 import pytest
 import typer
 
-from cli.main import _run_seconds
+from cli.run_command import _run_seconds
 from service.settings import known_variables, misspelled_variables
 
 CliRunner = Callable[..., subprocess.CompletedProcess[str]]

@@ -75,6 +75,7 @@ def test_diagnoses_built_without_validation_still_satisfy_the_schema() -> None:
         components=components,
         machine_health=machine_health,
         model_version=runner.version,
+        spec_version="builtin",
         created_at=datetime.now(UTC),
         timings=Timings(),
     )

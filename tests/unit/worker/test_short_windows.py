@@ -3,7 +3,6 @@ warning naming the steps they cover, and counted."""
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -11,25 +10,18 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from pipeline_helpers import received
 from prometheus_client import CollectorRegistry
 
 from machines.catalog import builtin_spec
 from schemas import Diagnosis
 from service.metrics import ServiceMetrics
-from service.settings import SecuritySettings, Settings
+from service.settings import Settings
 from worker.engine import ModelRunner
-from worker.messages import Incoming
 from worker.model import FeatureContract, ModelConfig, UniversalTemporalGNN
 from worker.pipeline import BatchProcessor
 
 SYSTEM = "excavator"
-
-
-class _Message:
-    def __init__(self, snapshot: dict[str, Any]) -> None:
-        self.headers = {"task": "gnn.diagnose", "id": snapshot["snapshot_id"]}
-        self.content_type = "application/json"
-        self.body = json.dumps([[snapshot], {}, {}]).encode()
 
 
 def _snapshot(snapshot_id: str, steps: int, rate_hz: float) -> dict[str, Any]:
@@ -48,12 +40,6 @@ def _snapshot(snapshot_id: str, steps: int, rate_hz: float) -> dict[str, Any]:
             "readings": readings,
         },
     }
-
-
-def _received(snapshot: dict[str, Any]) -> Incoming:
-    incoming = Incoming(_Message(snapshot))
-    incoming.prepare(SecuritySettings())
-    return incoming
 
 
 @pytest.fixture
@@ -86,7 +72,7 @@ def _short_windows(metrics: ServiceMetrics, resampled: str) -> float:
 
 
 def _diagnoses(processor: BatchProcessor, *snapshots: dict[str, Any]) -> dict[str, Diagnosis]:
-    result = processor.process([_received(snapshot) for snapshot in snapshots])
+    result = processor.process([received(snapshot) for snapshot in snapshots])
     assert not result.failed
     found = {}
     for item in result.finished:

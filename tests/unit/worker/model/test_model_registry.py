@@ -10,9 +10,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from registry_helpers import open_stores
 
-from service.db.database import Database, LoopRunner
-from service.settings import DatabaseSettings
 from worker.model import (
     CheckpointError,
     CheckpointMetadata,
@@ -51,14 +50,8 @@ def _checkpoint(folder: Path, version: str, config: ModelConfig, seed: int = 0) 
 @contextlib.contextmanager
 def _registry(url: str, cache_dir: Path) -> Iterator[DatabaseRegistry]:
     """A registry with its own engine and event loop, disposed at the end (no Settings)."""
-    runner = LoopRunner()
-    database = Database(url, DatabaseSettings())
-    try:
-        with DatabaseRegistry(database, run=runner, cache_dir=cache_dir) as registry:
-            yield registry
-    finally:
-        runner(database.dispose())
-        runner.close()
+    with open_stores(url, cache_dir) as (registry, _):
+        yield registry
 
 
 @pytest.fixture
