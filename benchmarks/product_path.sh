@@ -2,7 +2,8 @@
 # A real data set through the product path: the data-set adapter, then the import, train and
 # evaluate commands a user runs, with their default options.
 #   benchmarks/product_path.sh hydraulic|skab|cmapss
-# Writes everything under $OUT (default benchmarks/results/product-<data set>);
+#   FOLD=2 benchmarks/product_path.sh hydraulic   (hydraulic: the grouped fold held out, 0-4)
+# Writes everything under $OUT (default benchmarks/results/product-<data set>[-fold<N>]);
 # docs/benchmarks.md has the figures.
 set -euo pipefail
 SET=${1:?usage: benchmarks/product_path.sh hydraulic|skab|cmapss}
@@ -16,11 +17,14 @@ case "$SET" in
   *) echo "unknown data set '$SET': hydraulic, skab or cmapss" >&2; exit 2 ;;
 esac
 DATA=${DATA:-$DEFAULT_DATA}
-OUT=${OUT:-benchmarks/results/product-$SET}
+FOLD=${FOLD:-0}
+SUFFIX=""
+[ "$FOLD" != 0 ] && SUFFIX="-fold$FOLD"
+OUT=${OUT:-benchmarks/results/product-$SET$SUFFIX}
 SEED=${SEED:-0}
 G=${CLI:-gnn-service}
 rm -rf "$OUT/runs" "$OUT/model"
-$G benchmark adapt "$SET" --data-dir "$DATA" --out "$OUT" --seed "$SEED"
+$G benchmark adapt "$SET" --data-dir "$DATA" --out "$OUT" --seed "$SEED" --fold "$FOLD"
 for side in train test; do
   $G import "$OUT/$side.csv" --spec "$OUT/spec.yaml" --labels "$OUT/labels.csv" \
     --run-column run --time-column t_s --out "$OUT/runs/$side" > "$OUT/import-$side.log"

@@ -95,8 +95,8 @@ def workers(
 ) -> None:
     """Drain throughput of 1, 2, 3 worker processes on one Redis queue and one PostgreSQL."""
     from service.logging import configure_logging
-    from training.benchmarks.pipeline import ScalingBenchConfig, run_scaling_benchmark
     from training.benchmarks.report import command_line, write_result
+    from training.benchmarks.scaling import ScalingBenchConfig, run_scaling_benchmark
 
     configure_logging(level="WARNING", fmt="console", stream=sys.stderr)
     console = Console(stderr=True)

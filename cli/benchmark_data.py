@@ -283,10 +283,21 @@ def adapt(
     data_dir: Annotated[Path, typer.Option(help="The data set's directory.")],
     out: Annotated[Path, typer.Option(help="Folder for the spec, recordings and labels.")],
     seed: Annotated[int, typer.Option(help="Seed of the held-out test fold.")] = 0,
+    fold: Annotated[
+        int,
+        typer.Option(
+            min=0, max=4, help="hydraulic: which of the five grouped folds is held out as test."
+        ),
+    ] = 0,
 ) -> None:
     """Write a real data set as a user's machine (spec, recordings, labels table), for the
     product path: import, train and evaluate then run as for any machine (docs/benchmarks.md)."""
     require_extra("benchmark adapt")
+    if fold and dataset != "hydraulic":
+        raise typer.BadParameter(
+            f"{dataset} has one test split (its seed chooses it): --fold is for hydraulic",
+            param_hint="--fold",
+        )
     if dataset not in ("hydraulic", "skab", "cmapss"):
         raise typer.BadParameter(
             f"unknown data set {dataset!r}: hydraulic, skab or cmapss", param_hint="DATASET"
@@ -296,7 +307,7 @@ def adapt(
             from training.benchmarks.hydraulic.adapter import adapt_hydraulic
             from training.benchmarks.hydraulic.dataset import load_hydraulic
 
-            files = adapt_hydraulic(load_hydraulic(data_dir), out, seed=seed)
+            files = adapt_hydraulic(load_hydraulic(data_dir), out, seed=seed, test_fold=fold)
         elif dataset == "skab":
             from training.benchmarks.skab.adapter import adapt_skab
 
@@ -310,5 +321,5 @@ def adapt(
     console = Console()
     console.print(
         f"wrote {files.spec}, {files.labels}, {files.train} ({files.train_runs} runs) and "
-        f"{files.test} ({files.test_runs} runs, one grouped fold of seed {seed})"
+        f"{files.test} ({files.test_runs} runs, grouped fold {fold} of seed {seed})"
     )

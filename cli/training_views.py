@@ -99,8 +99,7 @@ def print_comparison(console: Console, title: str, comparison: Comparison) -> No
         console.print(component_table(comparison))
     say(console, comparison.baseline_note)
     for key, header, _ in _COMPARED:
-        # Data without a failure in sight is no remaining-life data: nothing to explain.
-        if key in undefined and key != "rul_rmse_hours":
+        if key in undefined:
             say(console, f"{header}: undefined, {undefined[key]}")
     for warning in comparison.warnings:
         say(console, f"WARNING: {warning}")

@@ -279,7 +279,9 @@ def _window_labellings(
 
 
 def undefined_reasons(p: WindowPredictions, where: str = "validation") -> dict[str, str]:
-    """Why each undefined window metric is undefined, in words (``where`` names the data)."""
+    """Why each undefined window metric is undefined, in words (``where`` names the data);
+    remaining life, when the data has no remaining-life labels, is not applicable and gets
+    no reason."""
     faulty, healthy = int(p.faulty.sum()), int((p.known & ~p.faulty).sum())
     reasons: dict[str, str] = {}
     if not faulty:
@@ -293,7 +295,9 @@ def undefined_reasons(p: WindowPredictions, where: str = "validation") -> dict[s
         reasons["false_alarm_rate"] = f"{where} has no healthy window"
     if _run_accuracy(p)[0] == 0:
         reasons["run_accuracy"] = f"no run of {where} keeps one condition throughout"
-    if not (np.isfinite(p.rul_true) & (p.rul_true < RUL_CAP_HOURS)).any():
+    known_rul = np.isfinite(p.rul_true)
+    # Data with no remaining-life labels at all has no remaining-life metric to explain.
+    if known_rul.any() and not (known_rul & (p.rul_true < RUL_CAP_HOURS)).any():
         reasons["rul_rmse_hours"] = (
             f"{where} has no component with a failure in sight (a known remaining life below "
             f"{RUL_CAP_HOURS:g} h)"

@@ -5,7 +5,8 @@ Variants: ``raw_model`` (in process: features + forward at the best batch size, 
 ``batched`` (worker processes with micro-batching), ``unbatched`` (the same with batch size
 1), ``naive`` (one plain Celery task per snapshot that runs the model and inserts its row,
 the design this service replaces: :mod:`training.benchmarks.naive`), the batched variant
-without the heap freeze, and the batched variant on the embedded default. Load: a burst of
+without the heap freeze, with task events, with two models (half the load routed to a
+second model of the same cost: ``batched_mixed``), and on the embedded default. Load: a burst of
 N snapshots (drain throughput from the first to the last stored outcome) and open-loop
 publishing at fixed rates (latency from publish to stored, p50/p95/p99). The production
 variants run on Redis and a scratch PostgreSQL database, the embedded one on the embedded
@@ -37,6 +38,7 @@ from machines.catalog import builtin_spec
 from machines.generator import generate
 from machines.windows import windows
 from schemas import Snapshot
+from service.db.machines import open_machines
 from service.embedded import EmbeddedRedis
 from service.launcher import WORKER_COMMAND, WorkerProcess
 from service.settings import DatabaseSettings, Settings
@@ -45,6 +47,7 @@ from training.benchmarks.naive import NAIVE_COMMAND
 from training.benchmarks.report import result_document, scratch_database
 from worker.app import create_app
 from worker.model import encode_window
+from worker.model.registry import bundled_checkpoints
 from worker.model_source import ModelSource
 from worker.model_store import open_registry
 from worker.resources import freeze_heap
@@ -113,7 +116,7 @@ def _run(
         "GNN_MODEL__WARMUP_BATCHES": "2",
         "GNN_WORKER__SEND_TASK_EVENTS": "false",
     }
-    snapshots = _payloads(config)
+    snapshots = bench_payloads(config)
     report(f"payloads: {len(snapshots)} {config.system} windows of {config.window_steps} steps")
     settings = Settings(data_dir=data_dir)
     production = Settings(data_dir=data_dir, database=DatabaseSettings(url=database_url))
@@ -156,30 +159,27 @@ def _run(
     ]
     for name, env, processes in variants:
         command = NAIVE_COMMAND if name == "naive" else WORKER_COMMAND
-        with _workers(name, env, processes, data_dir, command=command) as target:
+        with running_workers(name, env, processes, data_dir, command=command) as target:
             report(f"{name}: burst of {config.burst}")
-            results[name] = {"drain_throughput_rps": _burst(target, snapshots[: config.burst])}
+            results[name] = {"drain_throughput_rps": drain_burst(target, snapshots[: config.burst])}
             report(f"{name}: {results[name]['drain_throughput_rps']:.0f} snapshots/s")
             if name == "batched":
-                for label, rate in (
-                    ("50rps", config.rate_low),
-                    ("2x_naive", 2 * results["naive"]["drain_throughput_rps"]),
-                ):
-                    report(f"{name}: open loop at {rate:.0f}/s for {config.latency_seconds:.0f} s")
-                    latency = _open_loop(target, snapshots, rate, config.latency_seconds)
-                    results[name].update({f"{k}_at_{label}": v for k, v in latency.items()})
-                    results[name][f"offered_rps_at_{label}"] = rate
+                results[name].update(_latency(target, snapshots, config, results, report))
     # The events' cost is a few per cent at most, less than two bursts of one variant differ
     # on shared cores: both are measured again, alternating, and compared by their medians.
     repeats: dict[str, list[float]] = {"batched": [], "batched_events": []}
     for _ in range(EVENTS_REPEATS):
         for name, drains in repeats.items():
             env = dict(next(e for n, e, _ in variants if n == name))
-            with _workers(f"{name}-again", env, config.workers, data_dir) as target:
-                drains.append(_burst(target, snapshots[: config.burst]))
+            with running_workers(f"{name}-again", env, config.workers, data_dir) as target:
+                drains.append(drain_burst(target, snapshots[: config.burst]))
             report(f"{name} again: {drains[-1]:.0f} snapshots/s")
     for name, drains in repeats.items():
         results[name].update({f"drain_again_{i}_rps": v for i, v in enumerate(drains, 1)})
+    results["batched_mixed"] = _mixed(
+        production, config, batched_env, snapshots=snapshots, data_dir=data_dir,
+        results=results, report=report,
+    )  # fmt: skip
     batched = results["batched"]["drain_throughput_rps"]
     medians = {
         name: statistics.median([results[name]["drain_throughput_rps"], *drains])
@@ -193,6 +193,9 @@ def _run(
         "task_events_cost": 1.0 - medians["batched_events"] / medians["batched"],
         "p95_ms_at_50rps": results["batched"]["p95_ms_at_50rps"],
         "p95_ms_at_2x_naive": results["batched"]["p95_ms_at_2x_naive"],
+        "mixed_vs_single_drain": results["batched_mixed"]["drain_throughput_rps"] / batched,
+        "p95_ms_mixed_at_50rps": results["batched_mixed"]["p95_ms_at_50rps"],
+        "p95_ms_mixed_at_2x_naive": results["batched_mixed"]["p95_ms_at_2x_naive"],
     }
     return result_document(
         "pipeline",
@@ -213,10 +216,60 @@ def _run(
     )
 
 
+def _latency(
+    target: _Target, snapshots: list[Snapshot], config: PipelineBenchConfig,
+    results: dict[str, dict[str, float]], report: Report,
+) -> dict[str, float]:  # fmt: skip
+    """p50/p95/p99 from publish to stored at 50/s and at twice the naive drain."""
+    found: dict[str, float] = {}
+    for label, rate in (
+        ("50rps", config.rate_low),
+        ("2x_naive", 2 * results["naive"]["drain_throughput_rps"]),
+    ):
+        report(f"{target.name}: open loop at {rate:.0f}/s for {config.latency_seconds:.0f} s")
+        latency = _open_loop(target, snapshots, rate, config.latency_seconds)
+        found.update({f"{k}_at_{label}": v for k, v in latency.items()})
+        found[f"offered_rps_at_{label}"] = rate
+    return found
+
+
+#: The second machine and model of ``batched_mixed``: the benchmark's machine and model again
+#: under other names, so that half the load is routed to another model of the same cost.
+MIXED_MACHINE = "bench_machine_b"
+MIXED_MODEL = "bench_model_b"
+
+
+def _mixed(
+    settings: Settings, config: PipelineBenchConfig, env: dict[str, str], *,
+    snapshots: list[Snapshot], data_dir: Path, results: dict[str, dict[str, float]],
+    report: Report,
+) -> dict[str, float]:  # fmt: skip
+    """``batched`` with two models, half the snapshots each (every other one names the
+    second machine, routed to the second model): drain and latency."""
+    spec = builtin_spec(config.system).model_copy(update={"name": MIXED_MACHINE})
+    with open_machines(settings) as machines:
+        machines.register(spec)
+    path = config.model_path or bundled_checkpoints()[settings.model.name]
+    with open_registry(settings) as registry:
+        registry.register(path, name=MIXED_MODEL, version="1", serves=[MIXED_MACHINE])
+        registry.activate(MIXED_MODEL, "1")
+    mixed = [
+        s if i % 2 == 0 else s.model_copy(update={"spec": MIXED_MACHINE})
+        for i, s in enumerate(snapshots)
+    ]
+    with running_workers("batched_mixed", env, config.workers, data_dir) as target:
+        drain_burst(target, mixed[: 8 * config.max_batch_snapshots])  # routed model loaded
+        report(f"batched_mixed: burst of {config.burst}, two models")
+        found = {"drain_throughput_rps": drain_burst(target, mixed[: config.burst])}
+        report(f"batched_mixed: {found['drain_throughput_rps']:.0f} snapshots/s")
+        found.update(_latency(target, mixed, config, results, report))
+    return found
+
+
 # payloads and targets -------------------------------------------------------------------
 
 
-def _payloads(config: PipelineBenchConfig) -> list[Snapshot]:
+def bench_payloads(config: PipelineBenchConfig) -> list[Snapshot]:
     needed = config.burst + int(config.rate_low * config.latency_seconds * 12) + 10
     stride = 10
     run = generate(
@@ -241,7 +294,7 @@ class _Target:
 
 
 @contextmanager
-def _workers(
+def running_workers(
     name: str,
     env: dict[str, str],
     processes: int,
@@ -326,7 +379,7 @@ def _wait_outcomes(target: _Target, ids: list[str], timeout_s: float = 600.0) ->
     return stored
 
 
-def _burst(target: _Target, snapshots: list[Snapshot]) -> float:
+def drain_burst(target: _Target, snapshots: list[Snapshot]) -> float:
     ids = [f"{target.name}-burst-{next(target.counter)}" for _ in snapshots]
     for snapshot, task_id in zip(snapshots, ids, strict=True):
         target.publish(snapshot, task_id)
@@ -396,94 +449,3 @@ def _raw_model(
             best = {"features_forward_rps": rate, "forward_rps": forward_rate, "batch_size": size}
     gc.unfreeze()
     return best, runner.version
-
-
-# several workers on one queue ------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ScalingBenchConfig:
-    """Drain throughput of 1..N worker processes on one Redis queue and one PostgreSQL."""
-
-    counts: tuple[int, ...] = (1, 2, 3)
-    burst: int = 1500
-    repeats: int = 2
-    max_batch_snapshots: int = 64
-    max_wait_ms: int = 50
-    system: str = "excavator"
-    window_steps: int = 60
-    seed: int = 7
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-def run_scaling_benchmark(
-    config: ScalingBenchConfig, *, redis_url: str, postgres_url: str, report: Report
-) -> dict[str, Any]:
-    """Drain the same burst with each worker count; the median of ``repeats`` bursts each.
-
-    Args:
-        config: Worker counts, burst size and repeats.
-        redis_url: Redis server (databases 5 and 6).
-        postgres_url: Any database of the PostgreSQL server (a scratch database is made).
-        report: Progress lines.
-    """
-    payload_config = PipelineBenchConfig(
-        burst=config.burst,
-        latency_seconds=0.0,
-        system=config.system,
-        window_steps=config.window_steps,
-        seed=config.seed,
-    )
-    snapshots = _payloads(payload_config)[: config.burst]
-    data_dir = Path(tempfile.mkdtemp(prefix="gnn-bench-"))
-    results: dict[str, dict[str, float]] = {}
-    try:
-        with scratch_database(postgres_url, f"gnn_bench_workers_{os.getpid()}") as database:
-            with open_registry(
-                Settings(data_dir=data_dir, database=DatabaseSettings(url=database))
-            ):
-                pass  # migrates the scratch database once, before the workers race to
-            env = {
-                "GNN_DATA_DIR": str(data_dir),
-                "GNN_LOG_LEVEL": "WARNING",
-                "GNN_BATCHING__MAX_WAIT_MS": str(config.max_wait_ms),
-                "GNN_BATCHING__MAX_BATCH_SNAPSHOTS": str(config.max_batch_snapshots),
-                "GNN_MODEL__WARMUP_BATCHES": "2",
-                "GNN_MODEL__TORCH_THREADS": "1",
-                "GNN_WORKER__SEND_TASK_EVENTS": "false",
-                "GNN_BROKER__URL": f"{redis_url}/5",
-                "GNN_RESULT_BACKEND__URL": f"{redis_url}/6",
-                "GNN_DATABASE__URL": database,
-            }
-            for count in config.counts:
-                with _workers(f"workers{count}", env, count, data_dir) as target:
-                    rates = []
-                    for repeat in range(config.repeats):
-                        rates.append(_burst(target, snapshots))
-                        report(f"{count} worker(s), burst {repeat + 1}: {rates[-1]:.0f}/s")
-                    results[f"{count}_workers"] = {
-                        "drain_throughput_rps": float(np.median(rates)),
-                        "bursts_rps": rates,  # type: ignore[dict-item]
-                    }
-    finally:
-        EmbeddedRedis(data_dir).stop()
-    one = results[f"{config.counts[0]}_workers"]["drain_throughput_rps"]
-    ratios = {
-        f"speedup_{count}_vs_{config.counts[0]}": results[f"{count}_workers"][
-            "drain_throughput_rps"
-        ]
-        / one
-        for count in config.counts[1:]
-    }
-    return result_document(
-        "workers",
-        command=config.extra.get("command", ""),
-        config={
-            **{k: v for k, v in config.__dict__.items() if k != "extra"},
-            "cpus": os.cpu_count(),
-            "torch_threads_per_worker": 1,
-            "stop_clock": "stored: committed to the database, then visible to a poller",
-        },
-        results=results,
-        ratios=ratios,
-    )

@@ -3,12 +3,12 @@ held out, and files that ``gnn-service import`` takes as they are, remaining lif
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import numpy as np
 import pytest
 import typer
+from csv_rows import csv_rows
 from typer.testing import CliRunner
 
 from cli.importing import import_runs
@@ -19,19 +19,14 @@ CMAPSS = Path(__file__).resolve().parents[4] / "shared" / "data" / "cmapss_fd001
 pytestmark = pytest.mark.skipif(not CMAPSS.is_dir(), reason=f"C-MAPSS data not at {CMAPSS}")
 
 
-def _rows(path: Path) -> list[dict[str, str]]:
-    with path.open(encoding="utf-8") as handle:
-        return list(csv.DictReader(handle))
-
-
 def test_engines_are_held_out_whole_and_each_fails_at_its_last_cycle(tmp_path: Path) -> None:
     files = adapt_cmapss(CMAPSS, tmp_path / "adapted")
     assert (files.train_runs, files.test_runs) == (80, 20)
-    test_rows = _rows(files.test)
+    test_rows = csv_rows(files.test)
     test_runs = {row["run"] for row in test_rows}
     assert len(test_runs) == 20
-    assert not test_runs & {row["run"] for row in _rows(files.train)}
-    labels = {row["run"]: row for row in _rows(files.labels)}
+    assert not test_runs & {row["run"] for row in csv_rows(files.train)}
+    labels = {row["run"]: row for row in csv_rows(files.labels)}
     assert len(labels) == 100
     engine = sorted(test_runs)[0]
     last_s = max(float(row["t_s"]) for row in test_rows if row["run"] == engine)

@@ -3,11 +3,11 @@ user would write, and files that ``gnn-service import`` takes as they are."""
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import numpy as np
 import typer
+from csv_rows import csv_rows
 from typer.testing import CliRunner
 
 from cli.importing import import_runs
@@ -30,22 +30,17 @@ def _data() -> HydraulicData:
     return HydraulicData(readings, profile, label_indices(profile), Path("synthetic"))
 
 
-def _rows(path: Path) -> list[dict[str, str]]:
-    with path.open(encoding="utf-8") as handle:
-        return list(csv.DictReader(handle))
-
-
 def test_each_condition_stretch_is_one_run_labelled_per_run_and_per_interval(
     tmp_path: Path,
 ) -> None:
     files = adapt_hydraulic(_data(), tmp_path, folds=4)
     assert (files.train_runs, files.test_runs) == (6, 2)
-    train_ids = {row["run"] for row in _rows(files.train)}
-    test_ids = {row["run"] for row in _rows(files.test)}
+    train_ids = {row["run"] for row in csv_rows(files.train)}
+    test_ids = {row["run"] for row in csv_rows(files.test)}
     assert not train_ids & test_ids
     assert len(train_ids | test_ids) == len(CONDITIONS)
 
-    labels = [row for row in _rows(files.labels) if row["run"] == "run001"]
+    labels = [row for row in csv_rows(files.labels) if row["run"] == "run001"]
     assert [(r["component"], r["fault"], r["start_s"], r["end_s"]) for r in labels] == [
         ("cooler", "cooler_reduced_efficiency", "", ""),
         ("valve", "valve_small_lag", "", ""),
@@ -53,9 +48,9 @@ def test_each_condition_stretch_is_one_run_labelled_per_run_and_per_interval(
         ("accumulator", "accumulator_slightly_reduced", "", ""),
         ("tank", "not_stable", "0", "60"),
     ]
-    optimal = [row for row in _rows(files.labels) if row["run"] == "run000"]
+    optimal = [row for row in csv_rows(files.labels) if row["run"] == "run000"]
     assert [(r["component"], r["fault"]) for r in optimal] == [("tank", "not_stable")]
-    first = _rows(files.train if "run001" in train_ids else files.test)
+    first = csv_rows(files.train if "run001" in train_ids else files.test)
     seconds = [float(row["t_s"]) for row in first if row["run"] == "run001"]
     assert seconds == list(range(CYCLES * 60))  # one time base over the run's cycles
 

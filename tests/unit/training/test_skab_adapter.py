@@ -3,12 +3,12 @@ held out, the ``anomaly`` column's intervals as the staged fault, ranges from tr
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
+from csv_rows import csv_rows
 
 from training.benchmarks.skab.adapter import adapt_skab, run_id, staged_fault
 from training.benchmarks.skab.dataset import read_recording
@@ -17,21 +17,16 @@ SKAB = Path(__file__).resolve().parents[4] / "shared" / "data" / "skab"
 pytestmark = pytest.mark.skipif(not SKAB.is_dir(), reason=f"SKAB data not at {SKAB}")
 
 
-def _rows(path: Path) -> list[dict[str, str]]:
-    with path.open(encoding="utf-8") as handle:
-        return list(csv.DictReader(handle))
-
-
 def test_runs_are_held_out_whole_and_labelled_from_the_anomaly_column(tmp_path: Path) -> None:
     files = adapt_skab(SKAB, tmp_path)
     assert (files.train_runs, files.test_runs) == (28, 7)
-    train = {row["run"] for row in _rows(files.train)}
-    test = {row["run"] for row in _rows(files.test)}
+    train = {row["run"] for row in csv_rows(files.train)}
+    test = {row["run"] for row in csv_rows(files.test)}
     assert not train & test
     assert len(train | test) == 35
     assert "anomaly-free" in train | test
 
-    labels = _rows(files.labels)
+    labels = csv_rows(files.labels)
     assert {row["run"] for row in labels} == (train | test) - {"anomaly-free"}
     recording = read_recording(SKAB / "valve2" / "1.csv")
     assert recording.labels is not None
@@ -41,7 +36,9 @@ def test_runs_are_held_out_whole_and_labelled_from_the_anomaly_column(tmp_path: 
     }
     # Each labelled second is inside an interval; every interval's seconds are labelled.
     seconds = [
-        float(r["t_s"]) for r in _rows(files.train) + _rows(files.test) if r["run"] == "valve2-1"
+        float(r["t_s"])
+        for r in csv_rows(files.train) + csv_rows(files.test)
+        if r["run"] == "valve2-1"
     ]
     inside = np.zeros(len(seconds), dtype=bool)
     for row in rows:
