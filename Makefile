@@ -11,6 +11,9 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet --constraint constraints.txt --editable '.[dev]'
+	# The pipeline benchmark's celery-batches peer: 0.11 declares celery<5.7, and runs on the
+	# pinned 5.7 as the benchmark uses it (training/benchmarks/batches_peer.py).
+	$(BIN)/python -m pip install --quiet --no-deps celery-batches==0.11
 	@touch $(STAMP)
 
 setup: $(STAMP)  ## Create .venv and install the pinned dependencies

@@ -15,13 +15,17 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from service.logging import configure_logging
 from service.settings import Settings
 from service.wire import TASK_DIAGNOSE
 from training.benchmarks.decoded import decoded_incoming
 from worker.app import WorkerApp, create_app, model_registry, run_worker
+
+if TYPE_CHECKING:
+    from worker.pipeline import BatchProcessor
+    from worker.storage import OutcomeStore
 
 #: ``python -m`` arguments of a naive worker, for :class:`~service.launcher.WorkerProcess`.
 NAIVE_COMMAND = ("training.benchmarks.naive",)
@@ -45,21 +49,7 @@ def register_naive_task(app: WorkerApp) -> None:
     state: dict[str, Any] = {}
 
     def load(**_: Any) -> None:
-        # In the pool's processes, after the fork, as the batched workers do.
-        from machines.catalog import builtin_spec
-        from worker.model_source import ModelSource
-        from worker.pipeline import BatchProcessor
-        from worker.resources import freeze_heap
-        from worker.storage import OutcomeStore
-
-        resources = app.open_process_resources()
-        runner = ModelSource(app.settings, model_registry(app.settings, resources)).load()
-        state["processor"] = BatchProcessor(
-            settings=app.settings, runner=runner, resolve_spec=builtin_spec
-        )
-        state["store"] = OutcomeStore(resources)
-        if app.settings.worker.freeze_heap:
-            freeze_heap()
+        state["processor"], state["store"] = process_resources(app)
 
     signals.worker_process_init.connect(load, weak=False)
 
@@ -74,6 +64,24 @@ def register_naive_task(app: WorkerApp) -> None:
         state["store"].save(result.finished)  # one INSERT for this one snapshot
         outcome: dict[str, Any] = result.finished[0].outcome.model_dump(mode="json")
         return outcome
+
+
+def process_resources(app: WorkerApp) -> tuple[BatchProcessor, OutcomeStore]:
+    """A pool process's batch processor and outcome store, as a batched worker's: its
+    resources opened, the model loaded and warmed, the heap frozen (when the settings say)."""
+    from machines.catalog import builtin_spec
+    from worker.model_source import ModelSource
+    from worker.pipeline import BatchProcessor
+    from worker.resources import freeze_heap
+    from worker.storage import OutcomeStore
+
+    resources = app.open_process_resources()
+    runner = ModelSource(app.settings, model_registry(app.settings, resources)).load()
+    processor = BatchProcessor(settings=app.settings, runner=runner, resolve_spec=builtin_spec)
+    store = OutcomeStore(resources)
+    if app.settings.worker.freeze_heap:
+        freeze_heap()
+    return processor, store
 
 
 def main(argv: Sequence[str] | None = None) -> None:

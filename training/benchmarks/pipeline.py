@@ -4,7 +4,9 @@ payloads (docs/benchmarks.md, "pipeline").
 Variants: ``raw_model`` (in process: features + forward at the best batch size, the limit),
 ``batched`` (worker processes with micro-batching), ``unbatched`` (the same with batch size
 1), ``naive`` (one plain Celery task per snapshot that runs the model and inserts its row,
-the design this service replaces: :mod:`training.benchmarks.naive`), the batched variant
+the design this service replaces: :mod:`training.benchmarks.naive`), ``celery_batches`` (the
+same work in a celery-batches ``Batches`` task, the peer a Celery user would pick:
+:mod:`training.benchmarks.batches_peer`), the batched variant
 without the heap freeze, with task events, with two models (half the load routed to a
 second model of the same cost: ``batched_mixed``), and on the embedded default. Load: a burst of
 N snapshots (drain throughput from the first to the last stored outcome) and open-loop
@@ -43,6 +45,7 @@ from service.embedded import EmbeddedRedis
 from service.launcher import WORKER_COMMAND, WorkerProcess
 from service.settings import DatabaseSettings, Settings
 from service.wire import PUBLISHED_AT_HEADER, TASK_DIAGNOSE
+from training.benchmarks.batches_peer import BATCHES_COMMAND
 from training.benchmarks.naive import NAIVE_COMMAND
 from training.benchmarks.report import result_document, scratch_database
 from worker.app import create_app
@@ -143,6 +146,14 @@ def _run(
         "GNN_WORKER__POOL": "prefork",
         "GNN_WORKER__CONCURRENCY": str(config.workers),
     }
+    # The peer a Celery user would pick: celery-batches (training/benchmarks/batches_peer.py),
+    # prefork 2, 64 messages prefetched per process (a flush needs 64 in hand).
+    batches_env = {
+        **batched_env,
+        "GNN_WORKER__POOL": "prefork",
+        "GNN_WORKER__CONCURRENCY": str(config.workers),
+        "GNN_WORKER__PREFETCH_MULTIPLIER": str(config.max_batch_snapshots),
+    }
     embedded_env = {
         **base_env,
         "GNN_BATCHING__MAX_BATCH_SNAPSHOTS": str(config.max_batch_snapshots),
@@ -151,19 +162,21 @@ def _run(
         ("naive", naive_env, 1),
         ("unbatched", {**redis_env, "GNN_BATCHING__MAX_BATCH_SNAPSHOTS": "1"}, config.workers),
         ("batched", batched_env, config.workers),
+        ("celery_batches", batches_env, 1),
         # the same without freezing the heap after the model load (GNN_WORKER__FREEZE_HEAP)
         ("batched_unfrozen", {**batched_env, "GNN_WORKER__FREEZE_HEAP": "false"}, config.workers),
         # the same with the snapshot task events Flower reads (on by default outside benchmarks)
         ("batched_events", {**batched_env, "GNN_WORKER__SEND_TASK_EVENTS": "true"}, config.workers),
         ("embedded_batched", embedded_env, config.workers),
     ]
+    commands = {"naive": NAIVE_COMMAND, "celery_batches": BATCHES_COMMAND}
     for name, env, processes in variants:
-        command = NAIVE_COMMAND if name == "naive" else WORKER_COMMAND
+        command = commands.get(name, WORKER_COMMAND)
         with running_workers(name, env, processes, data_dir, command=command) as target:
             report(f"{name}: burst of {config.burst}")
             results[name] = {"drain_throughput_rps": drain_burst(target, snapshots[: config.burst])}
             report(f"{name}: {results[name]['drain_throughput_rps']:.0f} snapshots/s")
-            if name == "batched":
+            if name in ("batched", "celery_batches"):
                 results[name].update(_latency(target, snapshots, config, results, report))
     # The events' cost is a few per cent at most, less than two bursts of one variant differ
     # on shared cores: both are measured again, alternating, and compared by their medians.
@@ -194,6 +207,9 @@ def _run(
         "p95_ms_at_50rps": results["batched"]["p95_ms_at_50rps"],
         "p95_ms_at_2x_naive": results["batched"]["p95_ms_at_2x_naive"],
         # against the median of batched's three bursts: one burst varies by +-10 % here
+        "vs_celery_batches_drain": batched / results["celery_batches"]["drain_throughput_rps"],
+        "p95_ms_celery_batches_at_50rps": results["celery_batches"]["p95_ms_at_50rps"],
+        "p95_ms_celery_batches_at_2x_naive": results["celery_batches"]["p95_ms_at_2x_naive"],
         "mixed_vs_single_drain": results["batched_mixed"]["drain_throughput_rps"]
         / medians["batched"],
         "p95_ms_mixed_at_50rps": results["batched_mixed"]["p95_ms_at_50rps"],
