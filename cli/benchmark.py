@@ -85,6 +85,15 @@ def workers(
     ] = None,
     burst: Annotated[int, typer.Option(min=10, help="Snapshots per burst.")] = 1500,
     repeats: Annotated[int, typer.Option(min=1, help="Bursts per worker count.")] = 2,
+    batch_limits: Annotated[
+        list[int] | None,
+        typer.Option(
+            "--batch-limit",
+            min=1,
+            help="Batch limit (GNN_BATCHING__MAX_BATCH_SNAPSHOTS) to drain with at 2 workers "
+            "(repeat; default 16, 32, 64 and 128).",
+        ),
+    ] = None,
     redis_url: Annotated[str, typer.Option(help="Redis server.")] = "redis://127.0.0.1:6379",
     postgres_url: Annotated[
         str, typer.Option(help="A database on the PostgreSQL server (a scratch one is made).")
@@ -102,6 +111,7 @@ def workers(
     console = Console(stderr=True)
     config = ScalingBenchConfig(
         counts=tuple(counts or (1, 2, 3)),
+        batch_limits=tuple(batch_limits or (16, 32, 64, 128)),
         burst=burst,
         repeats=repeats,
         extra={"command": command_line()},
@@ -111,17 +121,25 @@ def workers(
     )
     write_result(out, result)
     table = Table(title=f"workers on one queue ({os.cpu_count()} CPUs)")
-    for column in ("workers", "drain snapshots/s", "bursts", "speedup"):
+    for column in ("workers", "batch limit", "drain snapshots/s", "bursts", "ratio"):
         table.add_column(column)
-    first = config.counts[0]
-    for count in config.counts:
-        row = result["results"][f"{count}_workers"]
-        speedup = result["ratios"].get(f"speedup_{count}_vs_{first}", 1.0)
+    first, reference = config.counts[0], config.max_batch_snapshots
+    rows = [
+        (count, reference, f"{count}_workers", f"speedup_{count}_vs_{first}")
+        for count in config.counts
+    ]
+    rows += [
+        (config.limits_workers, limit, f"batch_{limit}", f"batch_{limit}_vs_{reference}")
+        for limit in config.batch_limits
+    ]
+    for count, limit, key, ratio in rows:
+        row = result["results"][key]
         table.add_row(
             str(count),
+            str(limit),
             f"{row['drain_throughput_rps']:.0f}",
             ", ".join(f"{rate:.0f}" for rate in row["bursts_rps"]),
-            f"{speedup:.2f}",
+            f"{result['ratios'].get(ratio, 1.0):.2f}",
         )
     Console().print(table)
     typer.echo(f"wrote {out}")

@@ -1,5 +1,7 @@
 """``gnn-service benchmark workers``: drain throughput of 1..N worker processes on one Redis
-queue and one PostgreSQL database, the same burst for each count (docs/benchmarks.md)."""
+queue and one PostgreSQL database, the same burst for each count, then of the batch limits
+(``GNN_BATCHING__MAX_BATCH_SNAPSHOTS``) at one worker count, so that the defaults are chosen
+from figures (docs/benchmarks.md)."""
 
 from __future__ import annotations
 
@@ -26,9 +28,12 @@ from worker.model_store import open_registry
 
 @dataclass(frozen=True)
 class ScalingBenchConfig:
-    """Drain throughput of 1..N worker processes on one Redis queue and one PostgreSQL."""
+    """Drain throughput of 1..N worker processes on one Redis queue and one PostgreSQL, and
+    of each batch limit at ``limits_workers`` processes."""
 
     counts: tuple[int, ...] = (1, 2, 3)
+    batch_limits: tuple[int, ...] = (16, 32, 64, 128)
+    limits_workers: int = 2
     burst: int = 1500
     repeats: int = 2
     max_batch_snapshots: int = 64
@@ -42,10 +47,11 @@ class ScalingBenchConfig:
 def run_scaling_benchmark(
     config: ScalingBenchConfig, *, redis_url: str, postgres_url: str, report: Report
 ) -> dict[str, Any]:
-    """Drain the same burst with each worker count; the median of ``repeats`` bursts each.
+    """Drain the same burst with each worker count, then with each batch limit at
+    ``limits_workers`` processes; the median of ``repeats`` bursts each.
 
     Args:
-        config: Worker counts, burst size and repeats.
+        config: Worker counts, batch limits, burst size and repeats.
         redis_url: Redis server (databases 5 and 6).
         postgres_url: Any database of the PostgreSQL server (a scratch database is made).
         report: Progress lines.
@@ -78,13 +84,20 @@ def run_scaling_benchmark(
                 "GNN_RESULT_BACKEND__URL": f"{redis_url}/6",
                 "GNN_DATABASE__URL": database,
             }
-            for count in config.counts:
-                with running_workers(f"workers{count}", env, count, data_dir) as target:
+            runs = [
+                (f"{count}_workers", count, config.max_batch_snapshots) for count in config.counts
+            ]
+            runs += [
+                (f"batch_{limit}", config.limits_workers, limit) for limit in config.batch_limits
+            ]
+            for key, count, limit in runs:
+                limited = {**env, "GNN_BATCHING__MAX_BATCH_SNAPSHOTS": str(limit)}
+                with running_workers(key, limited, count, data_dir) as target:
                     rates = []
                     for repeat in range(config.repeats):
                         rates.append(drain_burst(target, snapshots))
-                        report(f"{count} worker(s), burst {repeat + 1}: {rates[-1]:.0f}/s")
-                    results[f"{count}_workers"] = {
+                        report(f"{key} (batch {limit}), burst {repeat + 1}: {rates[-1]:.0f}/s")
+                    results[key] = {
                         "drain_throughput_rps": float(np.median(rates)),
                         "bursts_rps": rates,  # type: ignore[dict-item]
                     }
@@ -98,6 +111,18 @@ def run_scaling_benchmark(
         / one
         for count in config.counts[1:]
     }
+    if config.max_batch_snapshots in config.batch_limits:
+        reference = results[f"batch_{config.max_batch_snapshots}"]["drain_throughput_rps"]
+        ratios.update(
+            {
+                f"batch_{limit}_vs_{config.max_batch_snapshots}": results[f"batch_{limit}"][
+                    "drain_throughput_rps"
+                ]
+                / reference
+                for limit in config.batch_limits
+                if limit != config.max_batch_snapshots
+            }
+        )
     return result_document(
         "workers",
         command=config.extra.get("command", ""),
