@@ -9,6 +9,9 @@ from typing import Final
 
 import numpy as np
 import numpy.typing as npt
+import yaml
+
+from schemas import SystemSpec
 
 RUN_COLUMN: Final = "run"
 TIME_COLUMN: Final = "t_s"
@@ -45,6 +48,15 @@ class AdaptedFiles:
             train_runs=train_runs,
             test_runs=test_runs,
         )
+
+    @classmethod
+    def begin(cls, out: Path, spec: SystemSpec, *, train_runs: int, test_runs: int) -> AdaptedFiles:
+        """Create ``out``, write the spec as YAML there and return the files' paths."""
+        out.mkdir(parents=True, exist_ok=True)
+        paths = cls.under(out, train_runs=train_runs, test_runs=test_runs)
+        document = spec.model_dump(mode="json", exclude_none=True)
+        paths.spec.write_text(yaml.safe_dump(document, sort_keys=False), "utf-8")
+        return paths
 
 
 def flagged_stretches(flags: npt.NDArray[np.int64]) -> list[tuple[int, int]]:

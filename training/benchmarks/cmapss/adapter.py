@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Final
 
 import numpy as np
-import yaml
 
 from schemas.spec import parse_spec
 from training.benchmarks.adapted import RUN_COLUMN, TIME_COLUMN, AdaptedFiles
@@ -57,11 +56,7 @@ def adapt_cmapss(
     for sensor in document["sensors"]:
         sensor["sample_rate_hz"] = 1.0 / CYCLE_S
     spec = parse_spec(document)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = AdaptedFiles.under(out, train_runs=int((~test).sum()), test_runs=int(test.sum()))
-    paths.spec.write_text(
-        yaml.safe_dump(spec.model_dump(mode="json", exclude_none=True), sort_keys=False), "utf-8"
-    )
+    paths = AdaptedFiles.begin(out, spec, train_runs=int((~test).sum()), test_runs=int(test.sum()))
     for side, path in ((units[~test], paths.train), (units[test], paths.test)):
         with path.open("w", newline="", encoding="utf-8") as handle:
             writer = csv.writer(handle)

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
-import yaml
 
 from training.benchmarks.adapted import (
     LABEL_COLUMNS,
@@ -54,18 +53,15 @@ def adapt_hydraulic(
     Returns:
         The files and run counts.
     """
-    out.mkdir(parents=True, exist_ok=True)
     group = condition_runs(data.profile)
     fold = grouped_folds(group, folds, seed)
     test = fold == test_fold
     spec = hydraulic_spec(fit_normal_ranges(data.readings[~test]))
-    paths = AdaptedFiles.under(
+    paths = AdaptedFiles.begin(
         out,
+        spec,
         train_runs=len(np.unique(group[~test])),
         test_runs=len(np.unique(group[test])),
-    )
-    paths.spec.write_text(
-        yaml.safe_dump(spec.model_dump(mode="json", exclude_none=True), sort_keys=False), "utf-8"
     )
     for side, path in ((~test, paths.train), (test, paths.test)):
         _write_recordings(data, group, np.flatnonzero(side), path)

@@ -17,7 +17,6 @@ from typing import Final
 
 import numpy as np
 import numpy.typing as npt
-import yaml
 
 from schemas.spec import parse_spec
 from training.benchmarks.adapted import (
@@ -101,14 +100,8 @@ def adapt_skab(
         for fault, (component, sensors) in _FAULTS.items()
     ]
     spec = parse_spec(document)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = AdaptedFiles.under(
-        out,
-        train_runs=int((~test_side).sum()),
-        test_runs=int(test_side.sum()),
-    )
-    paths.spec.write_text(
-        yaml.safe_dump(spec.model_dump(mode="json", exclude_none=True), sort_keys=False), "utf-8"
+    paths = AdaptedFiles.begin(
+        out, spec, train_runs=int((~test_side).sum()), test_runs=int(test_side.sum())
     )
     sensor_ids = [sensor.id for sensor in spec.sensors]
     for side, path in ((~test_side, paths.train), (test_side, paths.test)):
