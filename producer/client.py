@@ -41,6 +41,7 @@ from service.celery_app import ServiceApp, create_service_app
 from service.db.reader import DiagnosisReader
 from service.errors import (
     BrokerUnavailable,
+    ConfigurationError,
     DeadlineExceeded,
     InvalidInput,
     ModelError,
@@ -96,7 +97,7 @@ class ProducerClient:
         self.app = app if app is not None else create_service_app(settings)
         self.queue = settings.worker.queue
         self._resolve_spec = resolve_spec or self._registered_spec
-        self._specs: dict[str, tuple[float, SystemSpec]] = {}
+        self._specs: dict[str, tuple[float, SystemSpec | _SpecUnchecked | None]] = {}
         self._depth = 0
         self._depth_checked_at = float("-inf")
         self._closed = False
@@ -151,25 +152,33 @@ class ProducerClient:
         return parsed
 
     def _registered_spec(self, name: str) -> SystemSpec:
-        """A demo machine's spec, else the registered machine's (held for SPEC_HOLD_S)."""
+        """A demo machine's spec, else the registered machine's. What the registry said of
+        a name (or that it could not be read) is held for SPEC_HOLD_S."""
         try:
             return builtin_spec(name)
         except LookupError:
             pass
         held = self._specs.get(name)
-        if held is not None and time.monotonic() - held[0] < SPEC_HOLD_S:
-            return held[1]
-        try:
-            found = self._reader.machine(name)
-        except Exception as exc:  # a producer may have no access to the database
-            raise _SpecUnchecked(str(exc)) from exc
+        if held is None or time.monotonic() - held[0] >= SPEC_HOLD_S:
+            held = self._specs[name] = (time.monotonic(), self._look_up(name))
+        found = held[1]
+        if isinstance(found, _SpecUnchecked):
+            raise found
         if found is None:
             raise LookupError(
                 f"no machine named {name!r} is registered in {mask_url(self.settings.database_url)}"
                 " (gnn-service machines register SPEC.yaml)"
             )
-        self._specs[name] = (time.monotonic(), found.spec)
-        return found.spec
+        return found
+
+    def _look_up(self, name: str) -> SystemSpec | _SpecUnchecked | None:
+        try:
+            found = self._reader.machine(name)
+        except ConfigurationError:  # a database with no tables yet: nothing registered
+            return None
+        except Exception as exc:  # a producer may have no access to the database
+            return _SpecUnchecked(str(exc))
+        return None if found is None else found.spec
 
     def submit(self, snapshot: Snapshot | Mapping[str, Any]) -> SnapshotHandle:
         """Validate and publish one snapshot."""
