@@ -137,8 +137,12 @@ def test_two_models_three_machines_one_worker(
     assert _versions(client, third)["press_line_2"] == {"press:1.0 spec 1"}
 
     # A machine nobody registered, and one retired, are dead letters that name them.
+    reads = len(log_events(worker.log_path, "machines read from the registry"))
     cli("machines", "retire", "press_line_2")
-    time.sleep(1.5)  # the worker reads the registry within its check interval (0.5 s)
+    deadline = time.monotonic() + 30  # the worker reads the registry within its check interval
+    while len(log_events(worker.log_path, "machines read from the registry")) == reads:
+        assert time.monotonic() < deadline, worker.log_tail(30)
+        time.sleep(0.1)
     unknown = burst["excavator"][0].model_dump(mode="json") | {
         "snapshot_id": "routing-unknown",
         "spec": "press_line_9",

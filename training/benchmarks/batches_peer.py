@@ -16,17 +16,15 @@ celery-batches==0.11``), and runs on Celery 5.7 as far as this benchmark uses it
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Sequence
 from typing import Any
 
-from service.logging import configure_logging
 from service.results import ResultWriter
 from service.settings import Settings
 from service.wire import TASK_DIAGNOSE
 from training.benchmarks.decoded import decoded_incoming
-from training.benchmarks.naive import process_resources
-from worker.app import WorkerApp, create_app, run_worker
+from training.benchmarks.naive import process_resources, worker_main
+from worker.app import WorkerApp, create_app
 
 #: ``python -m`` arguments of a celery-batches worker, for :class:`~service.launcher.WorkerProcess`.
 BATCHES_COMMAND = ("training.benchmarks.batches_peer",)
@@ -86,19 +84,11 @@ def register_batches_task(app: WorkerApp) -> None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Run a celery-batches worker node with the settings of the environment until it stops."""
-    parser = argparse.ArgumentParser(
+    worker_main(
+        create_batches_app,
         prog="python -m training.benchmarks.batches_peer",
         description="Run a celery-batches worker: a Batches task on the snapshot queue.",
-    )
-    parser.add_argument("--hostname", default="gnn@%h", help="Celery node name.")
-    args = parser.parse_args(argv)
-    settings = Settings()
-    configure_logging(level=settings.log_level, fmt=settings.log_format)
-    config = settings.worker
-    run_worker(
-        create_batches_app(settings),
-        hostname=args.hostname,
-        queues=(config.queue, config.control_queue),
+        argv=argv,
     )
 
 

@@ -14,7 +14,7 @@ pool.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from service.logging import configure_logging
@@ -84,21 +84,30 @@ def process_resources(app: WorkerApp) -> tuple[BatchProcessor, OutcomeStore]:
     return processor, store
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    """Run a naive worker node with the settings of the environment until it stops."""
-    parser = argparse.ArgumentParser(
-        prog="python -m training.benchmarks.naive",
-        description="Run a naive worker: one plain Celery task per snapshot.",
-    )
+def worker_main(
+    create: Callable[[Settings], WorkerApp], *, prog: str, description: str,
+    argv: Sequence[str] | None,
+) -> None:  # fmt: skip
+    """Run the worker node ``create`` makes, with the settings of the environment, reading
+    the snapshot and control queues until it stops (``--hostname`` names it)."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
     parser.add_argument("--hostname", default="gnn@%h", help="Celery node name.")
     args = parser.parse_args(argv)
     settings = Settings()
     configure_logging(level=settings.log_level, fmt=settings.log_format)
     config = settings.worker
     run_worker(
-        create_naive_app(settings),
-        hostname=args.hostname,
-        queues=(config.queue, config.control_queue),
+        create(settings), hostname=args.hostname, queues=(config.queue, config.control_queue)
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Run a naive worker node with the settings of the environment until it stops."""
+    worker_main(
+        create_naive_app,
+        prog="python -m training.benchmarks.naive",
+        description="Run a naive worker: one plain Celery task per snapshot.",
+        argv=argv,
     )
 
 
